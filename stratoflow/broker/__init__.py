@@ -1,0 +1,66 @@
+"""Site brokering: from a placement request and the site catalogue, an ordered list of
+candidate sites. Provision walks this list on retries (failover)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stratoflow.errors import Issue, TemplateError
+
+
+@dataclass(frozen=True)
+class SiteOffer:
+    """What the broker needs to know about a site (a view of the catalogue entry)."""
+
+    name: str
+    kind: str
+    cores: int
+    mem_bytes: int
+
+
+def rank_sites(
+    placement: Mapping[str, Any],
+    demand_cores: int,
+    demand_mem: int,
+    offers: Mapping[str, SiteOffer],
+) -> list[str]:
+    """Return candidate site names, best first.
+
+    An explicit ``site`` or ``sites`` list is honoured in the order given; otherwise every
+    site whose kind is allowed is a candidate, largest first. Sites that could never hold
+    the request are dropped; if none is left the error says why for each.
+    """
+    site, sites, kinds = (
+        placement.get("site"),
+        placement.get("sites") or [],
+        placement.get("kinds") or [],
+    )
+    wanted = [site] if site else list(sites)
+    for i, name in enumerate(wanted):
+        if name not in offers:
+            path = "placement.site" if site else f"placement.sites[{i}]"
+            known = ", ".join(sorted(offers)) or "none"
+            raise TemplateError(Issue(path, f"unknown site '{name}' (known sites: {known})"))
+    if not wanted:
+        wanted = sorted(offers, key=lambda n: (-offers[n].cores, n))
+    reasons: list[str] = []
+    candidates: list[str] = []
+    for name in wanted:
+        offer = offers[name]
+        if kinds and offer.kind not in kinds:
+            reasons.append(f"{name}: kind '{offer.kind}' not in {kinds}")
+        elif offer.cores < demand_cores:
+            reasons.append(f"{name}: needs {demand_cores} cores, site has {offer.cores}")
+        elif offer.mem_bytes < demand_mem:
+            reasons.append(
+                f"{name}: needs {demand_mem} bytes of memory, site has {offer.mem_bytes}"
+            )
+        else:
+            candidates.append(name)
+    if not candidates:
+        raise TemplateError(
+            Issue("placement", "no site can run this deployment: " + "; ".join(reasons))
+        )
+    return candidates

@@ -1,0 +1,33 @@
+"""Stratoflow's own state store (plans, deployments, resource records, capacity, usage).
+
+Separate from Airflow's metadata DB, which Airflow 3 tasks may not touch. SQLite under
+``$STRATOFLOW_HOME`` by default, PostgreSQL via ``$STRATOFLOW_STORE_URL``. No Airflow imports.
+"""
+
+from stratoflow.store.config import default_store_url, stratoflow_home
+from stratoflow.store.models import (
+    LIVE_STATES,
+    Deployment,
+    DeploymentStatus,
+    NotFound,
+    ResourceRecord,
+    ResourceState,
+    StoreError,
+    resource_key,
+)
+from stratoflow.store.store import Store, deployment_id_for
+
+__all__ = [
+    "LIVE_STATES",
+    "Deployment",
+    "DeploymentStatus",
+    "NotFound",
+    "ResourceRecord",
+    "ResourceState",
+    "Store",
+    "StoreError",
+    "default_store_url",
+    "deployment_id_for",
+    "resource_key",
+    "stratoflow_home",
+]

@@ -1,0 +1,265 @@
+"""The ``stratoflow`` command line.
+
+Exit codes: 0 success, 2 invalid input (one ``path: message`` line per fault), 1 a failed
+run or an operational error. ``validate`` and ``compile`` never import airflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from stratoflow.errors import StratoflowError, TemplateError
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+DEMO_TEMPLATE = "dimuon_campaign.yaml"
+
+
+def _catalogue_dir() -> Path:
+    from stratoflow.sites.local.config import include_dir
+
+    return include_dir() / "templates"
+
+
+def _load(path: str, pairs: list[str] | None, run: bool = True):
+    """``run``: the inputs are a run's, so required inputs must be given."""
+    from stratoflow.tosca import load_topology, parse_cli_inputs
+
+    inputs = parse_cli_inputs(pairs or [])
+    return load_topology(path, inputs if (run or inputs) else None)
+
+
+def _compile(path: str, pairs: list[str] | None, run: bool = False) -> tuple[Any, dict]:
+    from stratoflow.plan import compile_plan
+
+    topology = _load(path, pairs, run)
+    return topology, compile_plan(topology, Path(path).resolve().parent)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    topology = _load(args.file, args.input)
+    print(
+        f"valid: {args.file} ({topology.name}: {len(topology.nodes)} node templates, "
+        f"{len(topology.inputs)} inputs)"
+    )
+    return EXIT_OK
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    _topology, plan = _compile(args.file, args.input)
+    json.dump(plan, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+    return EXIT_OK
+
+
+def register(path: str, pairs: list[str] | None = None, run: bool = False) -> tuple[Any, dict]:
+    """Compile a template and store its plan where the DAG files find it."""
+    from stratoflow.plan.registry import write_plan
+    from stratoflow.store import Store
+
+    topology, plan = _compile(path, pairs, run)
+    Store.open().save_plan(
+        plan["hash"], plan["name"], plan["dag_id"], plan, Path(path).read_text(encoding="utf-8")
+    )
+    write_plan(plan)
+    return topology, plan
+
+
+def register_catalogue(out=print) -> list[str]:
+    dag_ids = []
+    for path in sorted(_catalogue_dir().glob("*.yaml")):
+        try:
+            dag_ids.append(register(str(path))[1]["dag_id"])
+        except TemplateError as exc:
+            out(f"catalogue template {path.name} skipped:\n{exc}")
+    return dag_ids
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    _topology, plan = register(args.file)
+    print(plan["dag_id"])
+    return EXIT_OK
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from stratoflow.submit import submit
+
+    topology, plan = register(args.file, args.input, run=True)
+    deployment_id, run_id = submit(plan, topology.bound_inputs, owner=args.owner)
+    print(deployment_id)
+    if args.wait:
+        from stratoflow.submit import follow
+
+        return follow(plan["dag_id"], run_id, deployment_id)
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from stratoflow.store import Store
+
+    store = Store.open()
+    deployment = store.get_deployment(args.id)
+    if deployment is None:
+        print(f"deployment {args.id}: not found", file=sys.stderr)
+        return EXIT_INVALID
+    info = deployment.to_dict()
+    info["resources"] = [r.to_dict() for r in store.resources(args.id, include_deleted=True)]
+    info["usage"] = store.usage_totals(args.id)
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True, default=str))
+    else:
+        print(f"{deployment.id}  {deployment.status}")
+        print(f"  dag/run : {deployment.dag_id} / {deployment.run_id}")
+        if deployment.status_reason:
+            print(f"  reason  : {deployment.status_reason}")
+        print(f"  outputs : {json.dumps(deployment.outputs, default=str)}")
+        for r in info["resources"]:
+            print(f"  resource: {r['kind']} {r['idempotency_key']} at {r['site']} [{r['state']}]")
+        print(f"  usage   : {info['usage']}")
+    return EXIT_OK if deployment.status != "CREATE_FAILED" else EXIT_FAILED
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from stratoflow.store import Store
+
+    rows = Store.open().list_deployments(limit=args.limit)
+    print(f"{'ID':36}  {'STATUS':20}  {'DAG':40}  CREATED")
+    for d in rows:
+        print(f"{d.id:36}  {d.status:20}  {d.dag_id:40}  {d.created_at}")
+    return EXIT_OK
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from stratoflow import embedded
+
+    dag_ids = register_catalogue()
+    embedded.start()
+    print(
+        f"Airflow is up at {embedded.api_url()} (user admin, password "
+        f"{embedded.admin_password()}); catalogue DAGs: {', '.join(dag_ids)}"
+    )
+    return EXIT_OK
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from stratoflow import embedded
+
+    print("stopped" if embedded.stop() else "not running")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from stratoflow import embedded
+    from stratoflow.submit import follow, submit
+
+    register_catalogue()
+    topology, plan = register(str(_catalogue_dir() / DEMO_TEMPLATE), args.input, run=True)
+    embedded.start()
+    deployment_id, run_id = submit(plan, topology.bound_inputs, owner="demo")
+    print(f"deployment {deployment_id} submitted as run {run_id} of DAG {plan['dag_id']}")
+    code = follow(plan["dag_id"], run_id, deployment_id)
+    print(
+        f"Airflow keeps running for the UI (user admin, password "
+        f"{embedded.admin_password()}); stop it with `stratoflow down` (or `make down`)."
+    )
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="stratoflow",
+        description="Compile TOSCA templates into Airflow DAGs that provision, stage, run and "
+        "tear down. Exit codes: 0 success, 2 invalid input, 1 failed run.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def template_cmd(name: str, help_: str, fn) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.add_argument("file", help="the TOSCA template (YAML)")
+        sp.add_argument(
+            "-i",
+            "--input",
+            action="append",
+            metavar="NAME=VALUE",
+            help="a template input; repeat for several",
+        )
+        sp.set_defaults(fn=fn)
+        return sp
+
+    template_cmd(
+        "validate", "Check a template and its inputs; print one fault per line.", cmd_validate
+    )
+    template_cmd("compile", "Print the compiled plan as JSON.", cmd_compile)
+    sp = sub.add_parser(
+        "register",
+        help="Compile a template and publish its DAG.",
+        description="Compile a template and publish its DAG; print the DAG id.",
+    )
+    sp.add_argument("file", help="the TOSCA template (YAML)")
+    sp.set_defaults(fn=cmd_register)
+    sp = template_cmd(
+        "submit", "Register the template, trigger a run, print the deployment id.", cmd_submit
+    )
+    sp.add_argument("--wait", action="store_true", help="follow the run until it ends")
+    sp.add_argument("--owner", default="cli", help="who the deployment belongs to")
+    sp = sub.add_parser(
+        "status",
+        help="Show a deployment's status, reason, outputs, resources.",
+        description="Show a deployment's status, reason, outputs and resources.",
+    )
+    sp.add_argument("id", help="deployment id (from submit or list)")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.set_defaults(fn=cmd_status)
+    sp = sub.add_parser(
+        "list",
+        help="List deployments, newest first.",
+        description="List deployments, newest first.",
+    )
+    sp.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    sp.set_defaults(fn=cmd_list)
+    sp = sub.add_parser(
+        "up",
+        help="Start the embedded Airflow in the background.",
+        description="Register the template catalogue and start the embedded "
+        "Airflow (SQLite, LocalExecutor) in the background.",
+    )
+    sp.set_defaults(fn=cmd_up)
+    sp = sub.add_parser(
+        "down",
+        help="Stop the embedded Airflow.",
+        description="Stop the embedded Airflow started by `up` or `demo`.",
+    )
+    sp.set_defaults(fn=cmd_down)
+    sp = sub.add_parser(
+        "demo",
+        help="Run the demo dimuon campaign end to end.",
+        description="Start the embedded Airflow, run the demo dimuon campaign "
+        "and print where its results are.",
+    )
+    sp.add_argument(
+        "-i", "--input", action="append", metavar="NAME=VALUE", help="override a demo input"
+    )
+    sp.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except TemplateError as exc:
+        for issue in exc.issues:
+            print(str(issue), file=sys.stderr)
+        return EXIT_INVALID
+    except StratoflowError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Build Airflow DAGs from compiled plans.
+
+This runs at every parse of ``dags/``, so it does as little as possible: no TOSCA, no
+database, no network, no YAML. Plans arrive as parsed JSON and steps map one-to-one to
+operators.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import DAG, Param, XComArg
+
+from stratoflow.operators.broker import BrokerOperator
+from stratoflow.operators.job import JobOperator
+from stratoflow.operators.provision import ProvisionOperator, TeardownOperator
+from stratoflow.operators.report import ReportOperator
+from stratoflow.operators.staging import StageInOperator, StageOutOperator, TransferOperator
+from stratoflow.plan import model as m
+from stratoflow.plan.params import param_schema
+
+_OPERATORS = {
+    m.BROKER: BrokerOperator,
+    m.PROVISION: ProvisionOperator,
+    m.STAGE_IN: StageInOperator,
+    m.STAGE_OUT: StageOutOperator,
+    m.TRANSFER: TransferOperator,
+    m.TEARDOWN: TeardownOperator,
+    m.REPORT: ReportOperator,
+}
+
+
+def build_dag(plan: dict) -> DAG:
+    policy = plan["policy"]
+    default_args = {
+        "retries": policy["retries"],
+        "retry_delay": timedelta(seconds=policy["retry_delay_s"]),
+        "retry_exponential_backoff": policy["retry_backoff"],
+        "max_retry_delay": timedelta(seconds=policy["max_retry_delay_s"]),
+    }
+    params = {}
+    for name, definition in plan["inputs"].items():
+        schema = param_schema(definition)
+        if "default" in definition:
+            params[name] = Param(definition["default"], **schema)
+        else:  # no default: the trigger form and the REST API must be given a value
+            params[name] = Param(**schema)
+    with DAG(
+        dag_id=plan["dag_id"],
+        schedule=None,
+        params=params,
+        default_args=default_args,
+        description=(plan.get("description") or plan["name"])[:200],
+        doc_md=plan.get("description") or None,
+        tags=["stratoflow", plan["name"]],
+        catchup=False,
+        is_paused_upon_creation=False,
+    ) as dag:
+        tasks: dict[str, Any] = {}
+        for step in plan["steps"]:
+            tasks[step["id"]] = _task(plan, step, tasks)
+        for step in plan["steps"]:
+            for upstream in step["upstream"]:
+                tasks[upstream] >> tasks[step["id"]]
+    return dag
+
+
+def _task(plan: dict, step: dict, tasks: dict[str, Any]) -> Any:
+    kind = step["kind"]
+    common = {"task_id": step["id"], "plan": plan, "step": step}
+    if kind == m.JOB:
+        retries = step.get("retries")
+        if isinstance(retries, int):
+            common["retries"] = retries
+        if step.get("map_over"):
+            partial = JobOperator.partial(
+                max_active_tis_per_dagrun=step.get("max_parallel"), **common
+            )
+            return partial.expand(chunk=XComArg(tasks[step["map_over"]]))
+        upstream_outputs = XComArg(tasks[step["inputs_from"]]) if step.get("inputs_from") else None
+        return JobOperator(upstream_outputs=upstream_outputs, **common)
+    if kind == m.STAGE_OUT:
+        return StageOutOperator(sources=[XComArg(tasks[s]) for s in step["from"]], **common)
+    if kind == m.TEARDOWN:
+        return TeardownOperator(**common).as_teardown(setups=tasks[step["setup"]])
+    return _OPERATORS[kind](**common)

@@ -1,0 +1,1 @@
+"""Run-time logic the operators call: plain Python, no airflow imports."""

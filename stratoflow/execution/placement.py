@@ -1,0 +1,67 @@
+"""Glue between plans and the site catalogue: demand, offers, backends by site name."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from stratoflow.broker import SiteOffer
+from stratoflow.errors import SiteError
+from stratoflow.sites.base import Compute, HostRequest, Storage
+from stratoflow.sites.catalogue import SiteConfig, compute_for, load_catalogue, storage_for
+from stratoflow.tosca.scalars import parse_size
+
+
+@lru_cache(maxsize=1)
+def catalogue() -> dict[str, SiteConfig]:
+    return load_catalogue()
+
+
+def compute_for_site(name: str) -> Compute:
+    sites = catalogue()
+    if name not in sites:
+        raise SiteError(f"site '{name}' is not in the site catalogue (known: {', '.join(sites)})")
+    return compute_for(sites[name])
+
+
+def storage_for_url(url: str) -> Storage:
+    return storage_for(url, catalogue())
+
+
+def _size(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) else parse_size(value)
+
+
+def host_requests(hosts: list[dict]) -> list[HostRequest]:
+    return [
+        HostRequest(
+            node=h["node"],
+            count=int(h.get("count") or 1),
+            num_cpus=int(h.get("num_cpus") or 1),
+            mem_bytes=_size(h.get("mem_size") or "1 GB"),
+            disk_bytes=_size(h["disk_size"]) if h.get("disk_size") else None,
+            gpus=int(h.get("num_gpus") or 0),
+            image=(h.get("os") or {}).get("distribution"),
+            public_endpoint=bool(h.get("public_endpoint")),
+        )
+        for h in hosts
+    ]
+
+
+def demand(hosts: list[dict]) -> tuple[int, int]:
+    """Total cores and memory bytes the deployment's hosts ask for."""
+    requests = host_requests(hosts)
+    return (
+        sum(r.count * r.num_cpus for r in requests),
+        sum(r.count * r.mem_bytes for r in requests),
+    )
+
+
+def site_offers() -> dict[str, SiteOffer]:
+    offers = {}
+    for name, site in catalogue().items():
+        cfg = getattr(compute_for(site), "cfg", None)
+        cores = getattr(cfg, "cores", None) or int(site.config.get("cores") or 0)
+        memory = getattr(cfg, "memory", None) or int(site.config.get("memory") or 0)
+        offers[name] = SiteOffer(name, site.kind, cores, memory)
+    return offers

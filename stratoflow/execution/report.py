@@ -1,0 +1,48 @@
+"""Decide a deployment's final status and outputs from what its steps returned."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from stratoflow.plan import model as m
+
+
+@dataclass
+class Outcome:
+    status: str
+    reason: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+def deployment_outcome(
+    plan: dict,
+    results: dict[str, Any],
+    failures: list[dict],
+    inputs: dict[str, Any],
+    usage: dict[str, Any],
+) -> Outcome:
+    """``results`` maps step id -> the step's return value (None if it did not succeed)."""
+    kinds = {s["id"]: s["kind"] for s in plan["steps"]}
+    problems = [_describe(f) for f in failures]
+    provisioned = results.get(m.PROVISION) is not None
+    for step_id, kind in kinds.items():
+        if kind in (m.STAGE_OUT, m.TRANSFER) and results.get(step_id) is None and not problems:
+            problems.append(f"{step_id}: did not complete (an upstream step failed)")
+        if kind == m.TEARDOWN and provisioned and results.get(step_id) is None:
+            problems.append(f"{step_id}: did not complete; resources may remain at the site")
+    outputs: dict[str, Any] = {"usage": usage}
+    for step_id, kind in kinds.items():
+        if kind in (m.STAGE_OUT, m.TRANSFER) and results.get(step_id):
+            outputs[step_id] = results[step_id]
+    for name, out in plan.get("outputs", {}).items():
+        outputs[name] = m.resolve(out.get("value"), inputs) if inputs else out.get("value")
+    if problems:
+        return Outcome("CREATE_FAILED", "; ".join(dict.fromkeys(problems)), outputs)
+    return Outcome("CREATE_COMPLETE", "", outputs)
+
+
+def _describe(event: dict) -> str:
+    message = event.get("message") or "failed"
+    step = event.get("step", "?")
+    return message if message.startswith(step) else f"{step}: {message}"

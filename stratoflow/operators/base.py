@@ -1,0 +1,71 @@
+"""Behaviour shared by every Stratoflow operator: the deployment it works for, the
+store, the run's bound inputs, and recording failures so the deployment's status says why.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+
+from stratoflow.plan.model import BROKER
+from stratoflow.store.store import deployment_id_for
+
+
+class StratoflowOperator(BaseOperator):
+    """Runs one plan step. Subclasses implement ``run(context)``."""
+
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, plan: dict, step: dict, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.plan = plan
+        self.step = step
+
+    @cached_property
+    def store(self):
+        from stratoflow.store import Store
+
+        return Store.open()
+
+    def deployment_id(self, context: Any) -> str:
+        return deployment_id_for(context["dag"].dag_id, context["run_id"])
+
+    def bound(self, context: Any) -> dict:
+        """The broker's decision for this run: inputs, candidate sites."""
+        return context["ti"].xcom_pull(task_ids=BROKER) or {}
+
+    def execute(self, context: Any) -> Any:
+        return self.guarded(context, self.run, context)
+
+    def run(self, context: Any) -> Any:
+        raise NotImplementedError
+
+    def guarded(self, context: Any, fn, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except TaskDeferred:
+            raise
+        except Exception as exc:
+            self.record_failure(context, exc)
+            raise
+
+    def record_failure(self, context: Any, exc: BaseException) -> None:
+        ti = context["ti"]
+        final = isinstance(exc, AirflowFailException) or ti.try_number > self.retries
+        message = (
+            f"{type(exc).__name__}: {exc}" if not str(exc).startswith(self.task_id) else str(exc)
+        )
+        try:
+            self.store.record_step_event(
+                self.deployment_id(context),
+                self.task_id,
+                "failed" if final else "retry",
+                message=message,
+                map_index=getattr(ti, "map_index", -1),
+                try_number=ti.try_number,
+            )
+        except Exception:  # the original error matters more than the bookkeeping
+            self.log.exception("could not record the failure in the Stratoflow store")

@@ -1,0 +1,46 @@
+"""Broker: bind the run's inputs and choose the ordered candidate sites."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from stratoflow.errors import TemplateError
+from stratoflow.execution.placement import demand, site_offers
+from stratoflow.operators.base import StratoflowOperator
+from stratoflow.plan.inputs import bind_inputs
+from stratoflow.plan.model import resolve
+
+
+class BrokerOperator(StratoflowOperator):
+    ui_color = "#fde9d9"
+
+    def run(self, context: Any) -> dict:
+        dag_id, run_id = context["dag"].dag_id, context["run_id"]
+        conf = dict(context["params"])
+        dag_run = context.get("dag_run")
+        owner = getattr(dag_run, "triggering_user_name", None) or "anonymous"
+        deployment = self.store.get_or_create_deployment(
+            dag_id, run_id, self.plan["hash"], conf, owner=owner
+        )
+        try:
+            inputs = bind_inputs(self.plan["inputs"], conf)
+            hosts = resolve(self.plan["hosts"], inputs)
+            cores, mem = demand(hosts)
+            placement = resolve(self.plan["placement"], inputs)
+            from stratoflow.broker import rank_sites
+
+            candidates = rank_sites(placement, cores, mem, site_offers())
+        except TemplateError as exc:
+            # Bad input never improves on retry: fail now, say which field.
+            self.store.set_status(deployment.id, "CREATE_FAILED", reason=str(exc))
+            raise AirflowFailException(str(exc)) from exc
+        self.store.set_status(deployment.id, "CREATE_IN_PROGRESS", site=candidates[0])
+        self.log.info("deployment %s: candidate sites %s", deployment.id, candidates)
+        return {
+            "deployment_id": deployment.id,
+            "inputs": inputs,
+            "candidates": candidates,
+            "hosts": hosts,
+        }

@@ -1,0 +1,97 @@
+"""Run one job (or one mapped chunk of a campaign) at the deployment's site."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+from stratoflow.errors import StratoflowError
+from stratoflow.execution.jobs import job_spec
+from stratoflow.execution.placement import compute_for_site
+from stratoflow.operators.base import StratoflowOperator
+from stratoflow.plan.model import PROVISION
+from stratoflow.sites.base import Allocation, JobStatus
+from stratoflow.triggers.job import JobTrigger
+
+
+class JobFailed(StratoflowError):
+    pass
+
+
+class JobOperator(StratoflowOperator):
+    """Start the job, defer to a trigger while it runs, then publish its outputs.
+
+    ``chunk`` is this map index's input files; ``upstream_outputs`` is an earlier job's
+    results (a merge reads every output of the mapped job before it).
+    """
+
+    template_fields = ("chunk", "upstream_outputs")
+    ui_color = "#fff2cc"
+
+    def __init__(
+        self, *, chunk: list[str] | None = None, upstream_outputs: Any = None, **kwargs: Any
+    ):
+        super().__init__(**kwargs)
+        self.chunk = chunk
+        self.upstream_outputs = upstream_outputs
+
+    def _alloc(self, context: Any) -> Allocation:
+        return Allocation.from_dict(context["ti"].xcom_pull(task_ids=PROVISION))
+
+    def _index(self, context: Any) -> int:
+        index = getattr(context["ti"], "map_index", -1)
+        return -1 if index is None else index
+
+    def run(self, context: Any) -> dict:
+        alloc = self._alloc(context)
+        files = list(self.chunk or []) or _files_of(self.upstream_outputs)
+        spec = job_spec(self.step, self.bound(context)["inputs"], files, self._index(context))
+        compute = compute_for_site(alloc.site)
+        handle = compute.start_job(alloc, spec)
+        self.log.info("job %s[%d] started at %s: %s", spec.step, spec.index, alloc.site, handle)
+        status = compute.job_status(alloc, handle)
+        if status.done:  # adopted a job that already finished (e.g. a lost worker's)
+            return self._finish(context, alloc, status)
+        self.defer(
+            trigger=JobTrigger(site=alloc.site, alloc=alloc.to_dict(), handle=handle),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=spec.timeout_s + 120),
+        )
+
+    def execute_complete(self, context: Any, event: dict | None = None) -> dict:
+        def complete() -> dict:
+            alloc = self._alloc(context)
+            status = compute_for_site(alloc.site).job_status(alloc, event["handle"])
+            return self._finish(context, alloc, status)
+
+        return self.guarded(context, complete)
+
+    def _finish(self, context: Any, alloc: Allocation, status: JobStatus) -> dict:
+        compute = compute_for_site(alloc.site)
+        for line in compute.job_log(alloc, status.handle):
+            self.log.info("| %s", line.rstrip("\n"))
+        index = self._index(context)
+        self.store.add_usage(
+            self.bound(context)["deployment_id"],
+            alloc.site,
+            self.task_id,
+            core_seconds=status.core_seconds,
+        )
+        if status.state != "succeeded":
+            where = self.task_id if index < 0 else f"{self.task_id}[{index}]"
+            raise JobFailed(f"{where}: {status.reason}")
+        files = sorted(
+            os.path.join(root, name)
+            for root, _dirs, names in os.walk(status.outdir or "")
+            for name in names
+        )
+        return {"outdir": status.outdir, "files": files, "index": index}
+
+
+def _files_of(results: Any) -> list[str]:
+    if results is None:
+        return []
+    if isinstance(results, dict):
+        results = [results]
+    return [f for r in results if r for f in r.get("files", [])]

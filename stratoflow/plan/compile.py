@@ -1,0 +1,246 @@
+"""Compile a validated Topology into a Plan (plain data; see ``model.py``).
+
+The compiler decides the shape of the workflow: which steps exist, what each one needs and
+what it waits for. Values that depend on inputs stay as ``{"get_input": ...}`` markers and
+are bound per run, so one plan (and one DAG) serves every run of a template.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from stratoflow.errors import Issue, TemplateError
+from stratoflow.plan import model as m
+from stratoflow.tosca.model import NodeTemplate, Topology
+
+COMPUTE = "tosca.nodes.Compute"
+JOB = "stratoflow.nodes.Job"
+DATASET = "stratoflow.nodes.Dataset"
+CAMPAIGN = "stratoflow.nodes.Campaign"
+TRANSFER = "stratoflow.nodes.DataTransfer"
+PLACEMENT = "tosca.policies.Placement"
+
+_TEMPLATE_PATH = "topology_template.node_templates"
+
+
+def compile_plan(topology: Topology, base_dir: str | Path) -> dict:
+    """Return the sealed plan for ``topology``; ``base_dir`` anchors relative data URLs."""
+    base = Path(base_dir).resolve()
+    campaigns = topology.nodes_of(CAMPAIGN)
+    transfers = topology.nodes_of(TRANSFER)
+    jobs = topology.nodes_of(JOB)
+    if len(campaigns) > 1:
+        names = ", ".join(c.name for c in campaigns)
+        raise TemplateError(
+            Issue(_TEMPLATE_PATH, f"one campaign per template is supported, got {names}")
+        )
+    if not (campaigns or transfers or jobs):
+        raise TemplateError(
+            Issue(
+                _TEMPLATE_PATH,
+                "nothing to run: the template has no stratoflow.nodes.Job, Campaign or "
+                "DataTransfer (long-lived deployments are not supported yet)",
+            )
+        )
+
+    steps: list[dict] = [{"id": m.BROKER, "kind": m.BROKER, "upstream": []}]
+    if campaigns or jobs:
+        steps += _compute_steps(topology, campaigns[0] if campaigns else None, base)
+    for node in transfers:
+        steps.append(_transfer_step(topology, node, base))
+    work_leaves = _leaves(steps)
+    steps.append({"id": m.REPORT, "kind": m.REPORT, "upstream": work_leaves})
+
+    plan = {
+        "schema": m.PLAN_SCHEMA,
+        "name": topology.name,
+        "description": topology.description,
+        "tosca_version": topology.tosca_version,
+        "inputs": {name: _input_def(d) for name, d in topology.inputs.items()},
+        "placement": _placement(topology),
+        "hosts": [_host(n) for n in topology.nodes_of(COMPUTE)],
+        "policy": dict(m.DEFAULT_POLICY),
+        "steps": steps,
+        "outputs": {k: dict(v) for k, v in topology.outputs.items()},
+    }
+    return m.seal(plan)
+
+
+def _compute_steps(topology: Topology, campaign: NodeTemplate | None, base: Path) -> list[dict]:
+    steps: list[dict] = [{"id": m.PROVISION, "kind": m.PROVISION, "upstream": [m.BROKER]}]
+    campaign_jobs: set[str] = set()
+    stage_from: list[str] = []
+    if campaign is not None:
+        dataset = topology.nodes[_required(campaign, "dataset")]
+        job = topology.nodes[_required(campaign, "job")]
+        merge_name = campaign.requirement("merge")
+        steps.append(
+            {
+                "id": m.STAGE_IN,
+                "kind": m.STAGE_IN,
+                "upstream": [m.PROVISION],
+                "dataset": dataset.name,
+                "files": [_file_ref(f, base) for f in dataset.properties.get("files") or []],
+                "chunk_size": campaign.properties.get("chunk_size", 1),
+            }
+        )
+        steps.append(_job_step(topology, job, [m.STAGE_IN], map_over=m.STAGE_IN))
+        campaign_jobs.add(job.name)
+        stage_from = [job.name]
+        if merge_name:
+            steps.append(
+                _job_step(topology, topology.nodes[merge_name], [job.name], inputs_from=job.name)
+            )
+            campaign_jobs.add(merge_name)
+            stage_from = [merge_name]
+        location = campaign.properties.get("output_location", "results")
+        patterns = list(campaign.properties.get("outputs") or [])
+    else:
+        location, patterns = "results", []
+    for job in topology.nodes_of(JOB):
+        if job.name in campaign_jobs:
+            continue
+        deps = [
+            r.node
+            for r in job.requirements
+            if r.name == "dependency" and topology.nodes[r.node].is_a(JOB)
+        ]
+        steps.append(_job_step(topology, job, deps or [m.PROVISION]))
+        stage_from.append(job.name)
+    stage_from = [s for s in stage_from if s in _leaves(steps)] or stage_from
+    steps.append(
+        {
+            "id": m.STAGE_OUT,
+            "kind": m.STAGE_OUT,
+            "upstream": stage_from,
+            "from": stage_from,
+            "location": location,
+            "patterns": patterns,
+        }
+    )
+    steps.append(
+        {"id": m.TEARDOWN, "kind": m.TEARDOWN, "upstream": [m.STAGE_OUT], "setup": m.PROVISION}
+    )
+    return steps
+
+
+def _job_step(
+    topology: Topology,
+    job: NodeTemplate,
+    upstream: list[str],
+    *,
+    map_over: str | None = None,
+    inputs_from: str | None = None,
+) -> dict:
+    props = job.properties
+    host = job.requirement("host")
+    host_node = topology.nodes.get(host) if host else None
+    return {
+        "id": job.name,
+        "kind": m.JOB,
+        "upstream": list(upstream),
+        "map_over": map_over,
+        "inputs_from": inputs_from,
+        "host": host,
+        "max_parallel": _slots(host_node, props.get("num_cpus", 1)) if map_over else None,
+        "retries": props.get("retries", m.DEFAULT_POLICY["retries"]),
+        "job": {
+            "command": props.get("command"),
+            "image": props.get("image"),
+            "num_cpus": props.get("num_cpus", 1),
+            "mem_size": props.get("mem_size", "1 GB"),
+            "timeout": props.get("timeout", "1 h"),
+            "environment": dict(props.get("environment") or {}),
+            "artifacts": {
+                a.name: {"file": a.file, "content_b64": base64.b64encode(a.content).decode()}
+                for a in job.artifacts.values()
+            },
+        },
+    }
+
+
+def _slots(host: NodeTemplate | None, job_cpus: Any) -> int | None:
+    """How many copies of a job fit on its hosts at once, when known at compile time."""
+    if host is None:
+        return None
+    cpus = host.capabilities.get("host", {}).get("num_cpus", 1)
+    count = host.properties.get("count", 1)
+    if all(isinstance(v, int) for v in (cpus, count, job_cpus)) and job_cpus > 0:
+        return max(1, (cpus * count) // job_cpus)
+    return None
+
+
+def _transfer_step(topology: Topology, node: NodeTemplate, base: Path) -> dict:
+    source = topology.nodes[_required(node, "source")]
+    return {
+        "id": node.name,
+        "kind": m.TRANSFER,
+        "upstream": [m.BROKER],
+        "files": [_file_ref(f, base) for f in source.properties.get("files") or []],
+        "destination": node.properties.get("destination"),
+        "verify_checksum": node.properties.get("verify_checksum", "both"),
+        "overwrite": node.properties.get("overwrite", False),
+    }
+
+
+def _file_ref(entry: Any, base: Path) -> Any:
+    if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+        return entry  # an input marker: resolved and checked at run time
+    url = entry["url"]
+    if not urlsplit(url).scheme:
+        url = (base / url).resolve().as_uri()
+    return {**entry, "url": url}
+
+
+def _host(node: NodeTemplate) -> dict:
+    host_cap = node.capabilities.get("host", {})
+    return {
+        "node": node.name,
+        "count": node.properties.get("count", 1),
+        "num_cpus": host_cap.get("num_cpus", 1),
+        "mem_size": host_cap.get("mem_size", "1 GB"),
+        "disk_size": host_cap.get("disk_size"),
+        "num_gpus": node.properties.get("num_gpus", 0),
+        "public_endpoint": node.properties.get("public_endpoint", False),
+        "os": dict(node.capabilities.get("os", {})),
+    }
+
+
+def _placement(topology: Topology) -> dict:
+    placement: dict[str, Any] = {"site": None, "sites": [], "kinds": []}
+    for policy in topology.policies:
+        if PLACEMENT in policy.type_chain:
+            for key in placement:
+                if policy.properties.get(key) is not None:
+                    placement[key] = policy.properties[key]
+    return placement
+
+
+def _input_def(d: Any) -> dict:
+    out = {
+        "type": d.type,
+        "description": d.description,
+        "required": d.required,
+        "constraints": [dict(c) for c in d.constraints],
+        "entry_schema": d.entry_schema,
+    }
+    if d.has_default:
+        out["default"] = d.default
+    return out
+
+
+def _required(node: NodeTemplate, name: str) -> str:
+    target = node.requirement(name)
+    if target is None:  # validation guarantees this; keep the message precise anyway
+        raise TemplateError(
+            Issue(f"{_TEMPLATE_PATH}.{node.name}.requirements", f"missing requirement '{name}'")
+        )
+    return target
+
+
+def _leaves(steps: list[dict]) -> list[str]:
+    used = {u for s in steps for u in s["upstream"]}
+    return [s["id"] for s in steps if s["id"] not in used]

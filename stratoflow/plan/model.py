@@ -1,0 +1,79 @@
+"""The Plan: a compiled template as plain, JSON-serialisable data.
+
+A Plan is what the DAG factory reads (it never parses TOSCA). It is content-hashed, so an
+identical template always yields the same hash, and so the same DAG.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+PLAN_SCHEMA = 1
+
+# Step kinds, in the order a campaign runs them.
+BROKER, PROVISION, STAGE_IN, JOB, STAGE_OUT, TRANSFER, TEARDOWN, REPORT = (
+    "broker",
+    "provision",
+    "stage_in",
+    "job",
+    "stage_out",
+    "transfer",
+    "teardown",
+    "report",
+)
+
+DEFAULT_POLICY: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_s": 5.0,
+    "retry_backoff": 2.0,  # multiplier: Airflow 3's retry_exponential_backoff is a float
+    "max_retry_delay_s": 300.0,
+    "timeout_s": 3600.0,
+}
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def plan_hash(plan: dict) -> str:
+    """sha256 of the plan's content, excluding the fields derived from the hash itself."""
+    body = {k: v for k, v in plan.items() if k not in ("hash", "dag_id")}
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+def dag_id_for(name: str, digest: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_").lower() or "template"
+    return f"{slug[:60]}_{digest[:10]}"
+
+
+def seal(plan: dict) -> dict:
+    """Stamp the plan with its hash and DAG id (both derived, so sealing is idempotent)."""
+    digest = plan_hash(plan)
+    return {**plan, "hash": digest, "dag_id": dag_id_for(plan["name"], digest)}
+
+
+def step(plan: dict, step_id: str) -> dict:
+    for s in plan["steps"]:
+        if s["id"] == step_id:
+            return s
+    raise KeyError(step_id)
+
+
+def resolve(value: Any, inputs: dict[str, Any]) -> Any:
+    """Replace ``{"get_input": name}`` markers with the run's bound input values."""
+    if isinstance(value, dict):
+        if len(value) == 1 and "get_input" in value:
+            name = value["get_input"]
+            if isinstance(name, list):  # TOSCA 1.3 allows [name, index...]
+                out = inputs[name[0]]
+                for key in name[1:]:
+                    out = out[key]
+                return out
+            return inputs[name]
+        return {k: resolve(v, inputs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, inputs) for v in value]
+    return value

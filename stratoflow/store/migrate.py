@@ -1,0 +1,121 @@
+"""Bring a store database to the current schema, once, whoever gets there first.
+
+``Store.open()`` runs at the start of every Airflow task, so the common case (already at
+head) is one indexed SELECT and never loads alembic. Only when the schema is missing or old
+do we take a cross-process lock (a ``flock`` file beside a SQLite database, a PostgreSQL
+advisory lock) and run alembic under it; the loser of the race re-checks and finds nothing
+to do.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, exc, inspect, text
+
+from stratoflow.store.engine import WRITE_OPTION, sqlite_path
+from stratoflow.store.models import StoreError
+from stratoflow.store.schema import VERSION_TABLE
+
+log = logging.getLogger(__name__)
+
+# Must equal the newest revision in migrations/versions (a test checks this): knowing it
+# without parsing the revision scripts keeps the already-migrated path fast.
+HEAD_REVISION = "0001"
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+# PostgreSQL advisory locks take a bigint; derive a stable one from a name.
+_PG_LOCK_KEY = int.from_bytes(
+    hashlib.sha256(b"stratoflow.store.migrate").digest()[:8], "big", signed=True
+)
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The schema revision recorded in the database, None if it was never migrated.
+
+    Leaves ``conn`` outside any transaction.
+    """
+    try:
+        rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    except exc.DBAPIError:
+        conn.rollback()
+        # Only a missing table means "never migrated"; anything else (a locked or
+        # unreachable database) must surface, not trigger a migration.
+        if inspect(conn).has_table(VERSION_TABLE):
+            raise
+        conn.rollback()
+        return None
+    conn.rollback()
+    if len(rows) > 1:
+        raise StoreError(f"store has several schema heads {rows}; migrate it by hand")
+    return rows[0] if rows else None
+
+
+def ensure_migrated(engine: Engine) -> bool:
+    """Upgrade the database behind ``engine`` to :data:`HEAD_REVISION`.
+
+    Returns True if this call ran migrations, False if the schema was already current.
+    """
+    with engine.connect() as conn:
+        if current_revision(conn) == HEAD_REVISION:
+            return False
+    writer = engine.execution_options(**{WRITE_OPTION: True})
+    with writer.connect() as conn, _migration_lock(engine, conn):
+        rev = current_revision(conn)
+        if rev == HEAD_REVISION:
+            return False
+        log.info("migrating Stratoflow store from %s to %s", rev or "empty", HEAD_REVISION)
+        with conn.begin():
+            _alembic_upgrade(conn)
+        return True
+
+
+def _alembic_upgrade(conn: Connection) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from alembic.util import CommandError
+
+    cfg = Config()
+    # configparser interpolation: a '%' in the install path must be escaped.
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    cfg.attributes["connection"] = conn
+    try:
+        command.upgrade(cfg, "head")
+    except CommandError as e:
+        raise StoreError(
+            f"cannot migrate the Stratoflow store: {e} (is the database from a newer Stratoflow?)"
+        ) from e
+
+
+@contextmanager
+def _migration_lock(engine: Engine, conn: Connection) -> Iterator[None]:
+    dialect = engine.dialect.name
+    if dialect == "sqlite":
+        path = sqlite_path(engine.url)
+        if path is None:  # in-memory: private to this process
+            yield
+            return
+        lock_path = path.with_name(path.name + ".migrate.lock")
+        with open(lock_path, "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+    elif dialect == "postgresql":
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.rollback()
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
+            conn.commit()
+    else:
+        yield

@@ -1,0 +1,147 @@
+"""Plain values the store hands out: no ORM objects, no open sessions behind them."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from stratoflow.errors import StratoflowError
+
+
+class StoreError(StratoflowError):
+    """The store refused an operation (unknown record, conflicting data)."""
+
+
+class NotFound(StoreError, LookupError):
+    """No record with that id or key."""
+
+
+class DeploymentStatus(StrEnum):
+    """Deployment states, named as in the INDIGO PaaS orchestrator."""
+
+    CREATE_IN_PROGRESS = "CREATE_IN_PROGRESS"
+    CREATE_COMPLETE = "CREATE_COMPLETE"
+    CREATE_FAILED = "CREATE_FAILED"
+    DELETE_IN_PROGRESS = "DELETE_IN_PROGRESS"
+    DELETE_COMPLETE = "DELETE_COMPLETE"
+    DELETE_FAILED = "DELETE_FAILED"
+    UPDATE_IN_PROGRESS = "UPDATE_IN_PROGRESS"
+    UPDATE_COMPLETE = "UPDATE_COMPLETE"
+    UPDATE_FAILED = "UPDATE_FAILED"
+
+    @classmethod
+    def parse(cls, value: str) -> DeploymentStatus:
+        try:
+            return cls(str(value).upper())
+        except ValueError:
+            allowed = ", ".join(s.value for s in cls)
+            raise ValueError(
+                f"unknown deployment status {value!r}; expected one of {allowed}"
+            ) from None
+
+    @property
+    def in_progress(self) -> bool:
+        return self.value.endswith("_IN_PROGRESS")
+
+    @property
+    def failed(self) -> bool:
+        return self.value.endswith("_FAILED")
+
+
+class ResourceState(StrEnum):
+    INTENDED = "intended"
+    CREATED = "created"
+    DELETING = "deleting"
+    DELETED = "deleted"
+    FAILED = "failed"
+
+
+# States in which something may exist at a site: the reaper's working set.
+LIVE_STATES = (ResourceState.INTENDED, ResourceState.CREATED, ResourceState.DELETING)
+
+_KEY_MAX = 63  # a DNS label: the strictest name rule among the sites (Kubernetes objects)
+
+
+def resource_key(deployment_id: str, node: str, index: int) -> str:
+    """The default idempotency key ``sf-{deployment_id}-{node}-{index}``.
+
+    It is used as a cloud resource name or tag, so it is reduced to a DNS label
+    (lowercase alphanumerics and '-', at most 63 characters). When it has to be shortened a
+    hash of the full form keeps it unique and deterministic across retries.
+    """
+    raw = f"sf-{deployment_id}-{node}-{index}"
+    key = re.sub(r"[^a-z0-9]+", "-", raw.lower()).strip("-")
+    if key == raw and len(key) <= _KEY_MAX:
+        return key
+    # Lossy (case, '_', '.', length): two names could collapse into one key, so a hash of
+    # the exact form is appended.
+    digest = hashlib.sha256(raw.encode()).hexdigest()[:10]
+    return f"{key[: _KEY_MAX - len(digest) - 1].rstrip('-')}-{digest}"
+
+
+def _json_friendly(d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, datetime):
+            out[k] = v.isoformat()
+        elif isinstance(v, StrEnum):
+            out[k] = v.value
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+@dataclass(frozen=True)
+class Deployment:
+    id: str
+    owner: str
+    dag_id: str
+    run_id: str
+    plan_hash: str
+    inputs: dict[str, Any]
+    status: DeploymentStatus
+    status_reason: str | None
+    outputs: dict[str, Any]
+    site: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_friendly(asdict(self))
+
+
+@dataclass(frozen=True)
+class ResourceRecord:
+    id: int
+    idempotency_key: str
+    deployment_id: str
+    site: str
+    kind: str
+    node: str
+    idx: int
+    external_id: str | None
+    state: ResourceState
+    data: dict[str, Any]
+    reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def key(self) -> str:
+        return self.idempotency_key
+
+    @property
+    def index(self) -> int:
+        return self.idx
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_friendly(asdict(self))

@@ -1,0 +1,159 @@
+"""Table definitions (SQLAlchemy Core). The migrations in ``migrations/versions`` create
+exactly these; ``tests/test_store_migrations.py`` checks that the two agree."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+# Airflow's metadata DB also has an ``alembic_version`` table; ours must not collide with it
+# if an operator points both at the same PostgreSQL database.
+VERSION_TABLE = "stratoflow_alembic_version"
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Always hands back timezone-aware UTC datetimes.
+
+    SQLite has no timezone type and returns naive values; PostgreSQL returns them in the
+    session's time zone. Both are normalised here so callers can compare and serialise
+    timestamps without caring about the backend.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use UTC-aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY, not BIGINT.
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+plans = Table(
+    "plans",
+    metadata,
+    Column("plan_hash", String(64), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("dag_id", String(250), nullable=False, unique=True),
+    Column("plan", JSON, nullable=False),
+    Column("template_text", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# No foreign keys between these tables on purpose: each record is written by a different
+# task, possibly out of order (a reaper, an undeploy run after the plan changed), and a
+# bookkeeping write must never be what fails a task.
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("owner", String(255), nullable=False),
+    Column("dag_id", String(250), nullable=False),
+    Column("run_id", String(250), nullable=False),
+    Column("plan_hash", String(64), nullable=False, index=True),
+    Column("inputs", JSON, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("status_reason", Text, nullable=True),
+    Column("outputs", JSON, nullable=False),
+    Column("site", String(255), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("dag_id", "run_id"),
+    Index(None, "owner", "created_at"),
+    Index(None, "created_at"),
+)
+
+step_events = Table(
+    "step_events",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("deployment_id", String(36), nullable=False, index=True),
+    Column("step", String(250), nullable=False),
+    Column("map_index", Integer, nullable=False),
+    Column("try_number", Integer, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+resources = Table(
+    "resources",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(255), nullable=False, unique=True),
+    Column("deployment_id", String(36), nullable=False, index=True),
+    Column("site", String(255), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("node", String(255), nullable=False),
+    Column("idx", Integer, nullable=False),
+    Column("external_id", String(255), nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "state", "site"),
+)
+
+reservations = Table(
+    "reservations",
+    metadata,
+    Column("site", String(255), primary_key=True),
+    Column("deployment_id", String(36), primary_key=True),
+    Column("cores", Float, nullable=False),
+    Column("mem_bytes", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+usage = Table(
+    "usage",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("deployment_id", String(36), nullable=False, index=True),
+    Column("site", String(255), nullable=False),
+    Column("step", String(250), nullable=False),
+    Column("core_seconds", Float, nullable=False),
+    Column("bytes_moved", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,261 @@
+"""The Store: plans, deployments and step events (resources etc. in resources.py)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import Row, exc, insert, select, update
+
+from stratoflow.store.base import RACE_RETRIES
+from stratoflow.store.config import default_store_url
+from stratoflow.store.engine import make_engine
+from stratoflow.store.migrate import ensure_migrated
+from stratoflow.store.models import Deployment, DeploymentStatus, NotFound, StoreError
+from stratoflow.store.resources import ResourceOps
+from stratoflow.store.schema import deployments, plans, step_events, utcnow
+
+log = logging.getLogger(__name__)
+
+# A traceback is useful; a multi-megabyte log pasted into an error message is not.
+_MAX_MESSAGE = 64 * 1024
+
+
+def deployment_id_for(dag_id: str, run_id: str) -> str:
+    """The deterministic id of the deployment behind a DAG run."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"stratoflow:{dag_id}:{run_id}"))
+
+
+def _deployment(row: Row[Any]) -> Deployment:
+    m = row._mapping
+    return Deployment(
+        id=m["id"],
+        owner=m["owner"],
+        dag_id=m["dag_id"],
+        run_id=m["run_id"],
+        plan_hash=m["plan_hash"],
+        inputs=dict(m["inputs"] or {}),
+        status=DeploymentStatus(m["status"]),
+        status_reason=m["status_reason"],
+        outputs=dict(m["outputs"] or {}),
+        site=m["site"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+class Store(ResourceOps):
+    """Stratoflow's own state. Safe to use from many processes at once.
+
+    Every method is one short transaction; nothing returned holds a connection.
+    """
+
+    @classmethod
+    def open(cls, url: str | None = None, *, migrate: bool = True) -> Store:
+        """Open the store at ``url`` (default: :func:`default_store_url`), migrating it first.
+
+        Cheap when the schema is current (one SELECT), so tasks can call it freely.
+        """
+        started = time.perf_counter()
+        engine = make_engine(url or default_store_url())
+        try:
+            migrated = ensure_migrated(engine) if migrate else False
+        except Exception:
+            engine.dispose()
+            raise
+        store = cls(engine)
+        store.migrated = migrated
+        log.debug("opened %r in %.1f ms", store, (time.perf_counter() - started) * 1000)
+        return store
+
+    # -- plans ------------------------------------------------------------------------------
+
+    def save_plan(
+        self, plan_hash: str, name: str, dag_id: str, plan: dict[str, Any], template_text: str
+    ) -> None:
+        """Store a compiled plan. Saving the same plan again is a no-op."""
+        try:
+            with self._write() as conn:
+                exists = conn.execute(
+                    select(plans.c.plan_hash).where(plans.c.plan_hash == plan_hash)
+                ).first()
+                if exists is None:
+                    conn.execute(
+                        insert(plans).values(
+                            plan_hash=plan_hash,
+                            name=name,
+                            dag_id=dag_id,
+                            plan=plan,
+                            template_text=template_text,
+                            created_at=utcnow(),
+                        )
+                    )
+        except exc.IntegrityError as e:
+            if self.get_plan(plan_hash) is not None:
+                return  # a concurrent save of the same plan won
+            raise StoreError(f"dag_id {dag_id!r} is already bound to another plan") from e
+
+    def get_plan(self, plan_hash: str) -> dict[str, Any] | None:
+        """The plan itself (the dict given to :meth:`save_plan`), or None."""
+        rec = self.get_plan_record(plan_hash)
+        return rec["plan"] if rec else None
+
+    def get_plan_by_dag(self, dag_id: str) -> dict[str, Any] | None:
+        """The plan compiled into DAG ``dag_id``, or None."""
+        with self._read() as conn:
+            row = conn.execute(select(plans.c.plan).where(plans.c.dag_id == dag_id)).first()
+        return row.plan if row else None
+
+    def get_plan_record(self, plan_hash: str) -> dict[str, Any] | None:
+        """The whole row: plan_hash, name, dag_id, plan, template_text, created_at."""
+        with self._read() as conn:
+            row = conn.execute(select(plans).where(plans.c.plan_hash == plan_hash)).first()
+        return dict(row._mapping) if row else None
+
+    def list_plans(self) -> list[dict[str, Any]]:
+        """plan_hash, name, dag_id, created_at of every plan, newest first."""
+        q = select(plans.c.plan_hash, plans.c.name, plans.c.dag_id, plans.c.created_at)
+        with self._read() as conn:
+            rows = conn.execute(q.order_by(plans.c.created_at.desc(), plans.c.plan_hash))
+            return [dict(r._mapping) for r in rows]
+
+    # -- deployments ------------------------------------------------------------------------
+
+    def create_deployment(
+        self,
+        dag_id: str,
+        run_id: str,
+        plan_hash: str,
+        inputs: dict[str, Any],
+        owner: str = "anonymous",
+        id: str | None = None,
+    ) -> Deployment:
+        """Insert a new deployment in CREATE_IN_PROGRESS.
+
+        Raises ``sqlalchemy.exc.IntegrityError`` if (dag_id, run_id) or the id exists; use
+        :meth:`get_or_create_deployment` when that may happen.
+        """
+        now = utcnow()
+        values = {
+            "id": id or str(uuid.uuid4()),
+            "owner": owner,
+            "dag_id": dag_id,
+            "run_id": run_id,
+            "plan_hash": plan_hash,
+            "inputs": dict(inputs or {}),
+            "status": DeploymentStatus.CREATE_IN_PROGRESS.value,
+            "status_reason": None,
+            "outputs": {},
+            "site": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        with self._write() as conn:
+            conn.execute(insert(deployments).values(**values))
+        return Deployment(**{**values, "status": DeploymentStatus.CREATE_IN_PROGRESS})
+
+    def get_or_create_deployment(
+        self,
+        dag_id: str,
+        run_id: str,
+        plan_hash: str,
+        inputs: dict[str, Any],
+        owner: str = "anonymous",
+    ) -> Deployment:
+        """The deployment of DAG run (dag_id, run_id), created if absent. Race-safe."""
+        for _ in range(RACE_RETRIES):
+            found = self.find_deployment(dag_id, run_id)
+            if found is not None:
+                return found
+            try:
+                return self.create_deployment(
+                    dag_id, run_id, plan_hash, inputs, owner, id=deployment_id_for(dag_id, run_id)
+                )
+            except exc.IntegrityError:
+                continue  # another process created it between our read and our insert
+        raise StoreError(f"could not get or create the deployment of {dag_id}/{run_id}")
+
+    def get_deployment(self, id: str) -> Deployment | None:
+        with self._read() as conn:
+            row = conn.execute(select(deployments).where(deployments.c.id == id)).first()
+        return _deployment(row) if row else None
+
+    def find_deployment(self, dag_id: str, run_id: str) -> Deployment | None:
+        q = select(deployments).where(
+            deployments.c.dag_id == dag_id, deployments.c.run_id == run_id
+        )
+        with self._read() as conn:
+            row = conn.execute(q).first()
+        return _deployment(row) if row else None
+
+    def list_deployments(self, owner: str | None = None, limit: int = 100) -> list[Deployment]:
+        """Newest first."""
+        q = select(deployments)
+        if owner is not None:
+            q = q.where(deployments.c.owner == owner)
+        q = q.order_by(deployments.c.created_at.desc(), deployments.c.id.desc()).limit(limit)
+        with self._read() as conn:
+            return [_deployment(r) for r in conn.execute(q)]
+
+    def set_status(
+        self,
+        id: str,
+        status: str,
+        reason: str | None = None,
+        outputs: dict[str, Any] | None = None,
+        site: str | None = None,
+    ) -> None:
+        """Set a deployment's status. ``None`` arguments leave that field as it was
+        (pass ``reason=""`` to clear a reason). Raises ValueError for an unknown status and
+        NotFound for an unknown deployment."""
+        values: dict[str, Any] = {
+            "status": DeploymentStatus.parse(status).value,
+            "updated_at": utcnow(),
+        }
+        if reason is not None:
+            values["status_reason"] = reason[:_MAX_MESSAGE] or None
+        if outputs is not None:
+            values["outputs"] = dict(outputs)
+        if site is not None:
+            values["site"] = site
+        with self._write() as conn:
+            result = conn.execute(
+                update(deployments).where(deployments.c.id == id).values(**values)
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"no deployment {id!r}")
+
+    # -- step events ------------------------------------------------------------------------
+
+    def record_step_event(
+        self,
+        deployment_id: str,
+        step: str,
+        kind: str,
+        message: str = "",
+        map_index: int = -1,
+        try_number: int = 1,
+    ) -> None:
+        """Record what happened to one try of one step ('failed', 'retry', 'succeeded', ...)."""
+        with self._write() as conn:
+            conn.execute(
+                insert(step_events).values(
+                    deployment_id=deployment_id,
+                    step=step,
+                    map_index=int(map_index),
+                    try_number=int(try_number),
+                    kind=str(kind).lower(),
+                    message=str(message or "")[:_MAX_MESSAGE],
+                    created_at=utcnow(),
+                )
+            )
+
+    def step_events(self, deployment_id: str, kind: str | None = None) -> list[dict[str, Any]]:
+        """A deployment's step events in the order they were recorded."""
+        q = select(step_events).where(step_events.c.deployment_id == deployment_id)
+        if kind is not None:
+            q = q.where(step_events.c.kind == kind.lower())
+        with self._read() as conn:
+            return [dict(r._mapping) for r in conn.execute(q.order_by(step_events.c.id))]

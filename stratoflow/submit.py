@@ -1,0 +1,94 @@
+"""Submitting a registered plan as an Airflow DAG run, and following it to the end."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from typing import Any
+
+from stratoflow import embedded
+from stratoflow.client import AirflowAPIError, AirflowClient
+from stratoflow.store import Store, deployment_id_for
+
+TERMINAL = {"success", "failed"}
+DONE_TASK_STATES = {"success", "failed", "skipped", "upstream_failed", "removed"}
+
+
+def client() -> AirflowClient:
+    import os
+
+    user = os.environ.get("STRATOFLOW_AIRFLOW_USER") or embedded.ADMIN
+    password = os.environ.get("STRATOFLOW_AIRFLOW_PASSWORD") or embedded.admin_password()
+    return AirflowClient(embedded.api_url(), user, password)
+
+
+def submit(plan: dict, inputs: dict[str, Any], owner: str = "cli") -> tuple[str, str]:
+    """Record the deployment, then trigger its run. Returns (deployment id, run id).
+
+    The record comes first so a failure to trigger is visible as CREATE_FAILED with the
+    reason, never as a run nobody knows about.
+    """
+    dag_id = plan["dag_id"]
+    run_id = f"stratoflow__{uuid.uuid4().hex[:16]}"
+    deployment_id = deployment_id_for(dag_id, run_id)
+    store = Store.open()
+    store.create_deployment(dag_id, run_id, plan["hash"], inputs, owner=owner, id=deployment_id)
+    try:
+        api = client()
+        api.wait_for_dag(dag_id)
+        api.unpause(dag_id)
+        api.trigger(dag_id, run_id, inputs)
+    except (AirflowAPIError, OSError, Exception) as exc:
+        store.set_status(deployment_id, "CREATE_FAILED", reason=f"could not start the run: {exc}")
+        raise AirflowAPIError(f"could not start the run: {exc}") from exc
+    return deployment_id, run_id
+
+
+def run_url(dag_id: str, run_id: str) -> str:
+    return f"{embedded.api_url()}/dags/{dag_id}/runs/{run_id}"
+
+
+def _bar(done: int, total: int, width: int = 30) -> str:
+    filled = int(width * done / total) if total else 0
+    return "[" + "#" * filled + "." * (width - filled) + f"] {done}/{total} tasks"
+
+
+def follow(dag_id: str, run_id: str, deployment_id: str, poll: float = 1.0, out=sys.stdout) -> int:
+    """Show progress until the run ends; print the outcome. Exit code 0 or 1."""
+    api = client()
+    tty = out.isatty()
+    last = ""
+    while True:
+        run = api.get_run(dag_id, run_id)
+        tis = api.task_instances(dag_id, run_id)
+        done = sum(1 for t in tis if t.get("state") in DONE_TASK_STATES)
+        active = sorted(
+            {
+                t["task_id"]
+                for t in tis
+                if t.get("state") in ("running", "deferred", "queued", "up_for_retry")
+            }
+        )
+        line = f"{_bar(done, len(tis))}  {run['state']}  {', '.join(active)}"
+        if line != last:
+            out.write(("\r" + line.ljust(100)) if tty else line + "\n")
+            out.flush()
+            last = line
+        if run["state"] in TERMINAL:
+            break
+        time.sleep(poll)
+    if tty:
+        out.write("\n")
+    deployment = Store.open().get_deployment(deployment_id)
+    status = deployment.status if deployment else "UNKNOWN"
+    out.write(f"deployment {deployment_id}: {status}\n")
+    if deployment and deployment.status_reason:
+        out.write(f"reason: {deployment.status_reason}\n")
+    stage_out = (deployment.outputs or {}).get("stage_out") if deployment else None
+    if stage_out:
+        out.write(f"results: {stage_out['results_dir']}\n")
+        for f in stage_out["files"]:
+            out.write(f"  {f['url']}  ({f['size']} bytes, sha256 {f['sha256'][:16]}...)\n")
+    out.write(f"run in the Airflow UI: {run_url(dag_id, run_id)}\n")
+    return 0 if status == "CREATE_COMPLETE" else 1

@@ -1,0 +1,84 @@
+"""A second opinion from tosca-parser, run only after our own checks passed.
+
+tosca-parser is given the already-loaded dict with ``imports`` removed and every non-normative
+type definition merged inline, so it never resolves an import, reads a file or opens a URL.
+It is imported lazily: importing it costs ~0.5 s, which ``import stratoflow.tosca`` must not.
+Its ExceptionCollector is process-global state, hence the lock.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import threading
+from typing import Any
+
+from stratoflow.errors import Issue
+from stratoflow.tosca.imports import TYPE_SECTIONS
+from stratoflow.tosca.typesys import PRIMITIVES, TypeSystem
+
+_lock = threading.Lock()
+_QUOTED = re.compile(r'"([^"]+)"')
+
+
+def inline_types(doc: dict[str, Any], ts: TypeSystem) -> dict[str, Any]:
+    tpl = {k: v for k, v in doc.items() if k != "imports"}
+    for section in TYPE_SECTIONS:
+        defs = {
+            name: d
+            for name, d in ts.defs[section].items()
+            if ts.origin.get((section, name)) != "normative"
+        }
+        if section == "data_types":
+            defs = {name: _parser_dialect(d) for name, d in defs.items()}
+        for alias, name in ts.aliases[section].items():
+            if name in defs:
+                defs[alias] = defs[name]
+        if defs:
+            tpl[section] = defs
+    return tpl
+
+
+def _parser_dialect(d: dict[str, Any]) -> dict[str, Any]:
+    """``derived_from: integer`` -> tosca-parser's ``derived_from: tosca.datatypes.Root`` +
+    ``type: integer``: it cannot build a DataType for a primitive parent."""
+    if d.get("derived_from") in PRIMITIVES:
+        return {**d, "derived_from": "tosca.datatypes.Root", "type": d["derived_from"]}
+    return d
+
+
+def _path(message: str, nodes: dict[str, Any]) -> str:
+    """Best effort: point at the node template a tosca-parser message names."""
+    for name in _QUOTED.findall(message):
+        if name in nodes:
+            return f"topology_template.node_templates.{name}"
+    return "topology_template"
+
+
+def run_toscaparser(
+    doc: dict[str, Any],
+    ts: TypeSystem,
+    params: dict[str, Any],
+    node_overrides: dict[str, dict[str, Any]],
+) -> list[Issue]:
+    from toscaparser.common.exception import ExceptionCollector
+    from toscaparser.tosca_template import ToscaTemplate
+
+    tpl = copy.deepcopy(inline_types(doc, ts))
+    nodes = (tpl.get("topology_template") or {}).get("node_templates") or {}
+    for name, props in node_overrides.items():
+        nodes[name].setdefault("properties", {}).update(copy.deepcopy(props))
+    with _lock:
+        try:
+            ToscaTemplate(yaml_dict_tpl=tpl, parsed_params=copy.deepcopy(params), a_file=False)
+            return []
+        except Exception as exc:  # ValidationError, or a crash on input it did not expect
+            caught = list(ExceptionCollector.getExceptions()) or [exc]
+        finally:
+            ExceptionCollector.clear()
+            ExceptionCollector.stop()
+    issues = []
+    for e in caught:
+        message = str(e).strip() or e.__class__.__name__
+        issues.append(Issue(_path(message, nodes), f"tosca-parser: {message}"))
+    return issues

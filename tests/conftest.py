@@ -1,0 +1,141 @@
+"""Shared pytest fixtures. Each section belongs to one module's owner; keep them grouped."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from stratoflow.store import Store
+
+# =========================================================================================
+# Store fixtures (owner: stratoflow/store)
+#
+#   store_backend    "sqlite" | "postgres" (parametrized; postgres params carry the
+#                    ``postgres`` marker)
+#   store_url        URL of a fresh, empty, unmigrated store on that backend
+#   store            Store.open(store_url), closed afterwards: every test using it runs on
+#                    both backends
+#   sqlite_store     a migrated SQLite store in tmp_path, for other modules' tests that
+#                    only need *a* store
+#   pg_database_url  session-wide PostgreSQL database sf_test_<random>, dropped at the end.
+#                    Unreachable server: FAIL when $CI is set, skip otherwise.
+#   isolated_stratoflow_home  STRATOFLOW_HOME=tmp_path, STRATOFLOW_STORE_URL unset
+# =========================================================================================
+
+PG_SERVER_URL = os.environ.get(
+    "STRATOFLOW_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
+
+STORE_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def _pg_admin_engine() -> Engine:
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    return create_engine(
+        PG_SERVER_URL,
+        isolation_level="AUTOCOMMIT",
+        poolclass=NullPool,
+        connect_args={"connect_timeout": 5},
+    )
+
+
+@pytest.fixture(scope="session")
+def pg_database_url() -> Iterator[str]:
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    admin = _pg_admin_engine()
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as e:  # any failure to reach the server
+        admin.dispose()
+        reason = f"PostgreSQL unreachable at {make_url(PG_SERVER_URL)!r}: {e}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI is set, so the postgres tests must run)", pytrace=False)
+        pytest.skip(f"{reason} (set CI=1 to make this an error)")
+    name = f"sf_test_{secrets.token_hex(6)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(PG_SERVER_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def reset_pg_database(url: str) -> None:
+    """Empty the database: what a brand-new one looks like, without CREATE DATABASE's cost."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    finally:
+        engine.dispose()
+
+
+def fresh_store_url(request: pytest.FixtureRequest, backend: str, directory: Path) -> str:
+    """URL of an empty store on ``backend``; SQLite files go in ``directory``."""
+    if backend == "sqlite":
+        return f"sqlite:///{directory / 'store.db'}"
+    url = request.getfixturevalue("pg_database_url")
+    reset_pg_database(url)
+    return url
+
+
+@pytest.fixture(params=STORE_BACKENDS)
+def store_backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def store_url(request: pytest.FixtureRequest, store_backend: str, tmp_path: Path) -> str:
+    return fresh_store_url(request, store_backend, tmp_path)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    from stratoflow.store import Store
+
+    s = Store.open(store_url)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    from stratoflow.store import Store
+
+    s = Store.open(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def isolated_stratoflow_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    home = tmp_path / "stratoflow-home"
+    monkeypatch.setenv("STRATOFLOW_HOME", str(home))
+    monkeypatch.delenv("STRATOFLOW_STORE_URL", raising=False)
+    return home
+
+
+# ======================= end of store fixtures ===========================================

@@ -1,0 +1,110 @@
+"""Schema migrations: applied by Store.open(), idempotent, in step with schema.py, cheap
+to re-check."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from stratoflow.store import Store, StoreError
+from stratoflow.store.engine import make_engine
+from stratoflow.store.migrate import HEAD_REVISION, MIGRATIONS_DIR, current_revision
+from stratoflow.store.schema import VERSION_TABLE, metadata
+
+TABLES = {"plans", "deployments", "step_events", "resources", "reservations", "usage"}
+
+
+def test_head_constant_matches_revision_scripts():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(cfg).get_heads() == [HEAD_REVISION]
+
+
+def test_open_migrates_then_is_idempotent(store_url: str):
+    first = Store.open(store_url)
+    assert first.migrated
+    first.create_deployment("dag", "run", "h", {"keep": "me"})
+    first.close()
+    for _ in range(2):
+        again = Store.open(store_url)
+        assert not again.migrated
+        assert again.find_deployment("dag", "run").inputs == {"keep": "me"}
+        again.close()
+    engine = make_engine(store_url)
+    try:
+        with engine.connect() as conn:
+            assert current_revision(conn) == HEAD_REVISION
+            assert TABLES | {VERSION_TABLE} <= set(inspect(conn).get_table_names())
+            # Airflow's own version table is never created or touched
+            assert "alembic_version" not in inspect(conn).get_table_names()
+    finally:
+        engine.dispose()
+
+
+def test_models_match_migrations(store: Store):
+    """Autogenerate finds nothing to do: schema.py and the revisions agree."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with store.engine.connect() as conn:
+        ctx = MigrationContext.configure(
+            conn, opts={"compare_type": True, "version_table": VERSION_TABLE}
+        )
+        diff = compare_metadata(ctx, metadata)
+    assert diff == []
+
+
+def test_unmigrated_open_is_possible(store_url: str):
+    s = Store.open(store_url, migrate=False)
+    try:
+        with s.engine.connect() as conn:
+            assert current_revision(conn) is None
+    finally:
+        s.close()
+
+
+def test_newer_schema_is_refused(store_url: str):
+    Store.open(store_url).close()
+    engine = make_engine(store_url)
+    with engine.begin() as conn:
+        conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = 'zzzz_future'"))
+    engine.dispose()
+    with pytest.raises(StoreError, match="newer Stratoflow"):
+        Store.open(store_url)
+
+
+def test_reopen_is_fast(store_url: str, capsys):
+    Store.open(store_url).close()
+    timings = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        Store.open(store_url).close()
+        timings.append((time.perf_counter() - t0) * 1000)
+    timings.sort()
+    with capsys.disabled():
+        print(
+            f"\n  Store.open() on a migrated {make_engine(store_url).dialect.name} store: "
+            f"median {timings[10]:.1f} ms, max {timings[-1]:.1f} ms"
+        )
+
+
+def test_sqlite_uses_wal_and_busy_timeout(tmp_path: Path):
+    s = Store.open(f"sqlite:///{tmp_path / 'x' / 'store.db'}")  # parent dir is created
+    try:
+        with s.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 10_000
+    finally:
+        s.close()
+
+
+def test_in_memory_sqlite_keeps_its_data():
+    with Store.open("sqlite://") as s:
+        d = s.create_deployment("dag", "run", "h", {})
+        assert s.get_deployment(d.id) == d
