@@ -139,3 +139,86 @@ def isolated_stratoflow_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
 
 # ======================= end of store fixtures ===========================================
+
+
+# =========================================================================================
+# Airflow fixtures (owner: dags/ and stratoflow/operators)
+#
+#   airflow_env   session-wide AIRFLOW_HOME (SQLite, LocalExecutor config from
+#                 stratoflow.embedded), migrated once; STRATOFLOW_HOME under it; a site
+#                 catalogue that may also read the test templates' data. Sets os.environ
+#                 for the session so in-process registration and the subprocesses agree.
+#   run_dag       register a template and run one real DAG run with `airflow dags test`
+# =========================================================================================
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_TEMPLATES = REPO / "tests" / "templates"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    import subprocess
+    import sys
+
+    home = tmp_path_factory.mktemp("airflow_home")
+    sites = home / "sites.yaml"
+    sites.write_text(
+        "sites:\n  - name: local\n    kind: local\n    cores: 2\n    memory: auto\n"
+        f"    allowed_roots: ['{{include}}', '{TEST_TEMPLATES}']\n"
+    )
+    port = free_port()
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "STRATOFLOW_HOME": str(home / "stratoflow"),
+        "STRATOFLOW_SITES": str(sites),
+        "STRATOFLOW_AIRFLOW_PORT": str(port),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        mp.delenv("STRATOFLOW_STORE_URL", raising=False)
+        mp.delenv("STRATOFLOW_PLANS_DIR", raising=False)
+        mp.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+        from stratoflow import embedded
+
+        embedded.write_airflow_cfg(home, port)
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        subprocess.run([airflow, "db", "migrate"], check=True, capture_output=True, env=os.environ)
+        yield env
+
+
+@pytest.fixture
+def run_dag(airflow_env: dict[str, str]):
+    import json
+    import re
+    import subprocess
+    import sys
+
+    from stratoflow.cli import register
+    from stratoflow.store import Store, deployment_id_for
+
+    def run(template: Path, conf: dict | None = None, timeout: float = 400) -> dict:
+        _topology, plan = register(str(template))
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        proc = subprocess.run(
+            [airflow, "dags", "test", plan["dag_id"], "-c", json.dumps(conf or {})],
+            capture_output=True, text=True, timeout=timeout, env=os.environ,
+        )
+        log = proc.stdout + proc.stderr
+        match = re.search(r"run_id=(manual__[^,\s]+)", log)
+        assert match, f"no DAG run in the output:\n{log[-4000:]}"
+        run_id = match.group(1)
+        deployment = Store.open().get_deployment(deployment_id_for(plan["dag_id"], run_id))
+        return {"plan": plan, "run_id": run_id, "log": log, "deployment": deployment,
+                "run_failed": "DagRun failed" in log or "state=failed" in log}
+
+    return run

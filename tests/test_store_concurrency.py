@@ -90,12 +90,24 @@ def _races(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """One batch of workers for all backends (spawning them is the slow part)."""
     from stratoflow.store import Store
 
-    urls = {"sqlite": fresh_store_url(request, "sqlite", tmp_path_factory.mktemp("race"))}
+    # Only the backends that selected tests need (e.g. under -m "not postgres").
+    wanted = {
+        item.callspec.params.get("race")
+        for item in request.session.items
+        if item.module is request.module and hasattr(item, "callspec")
+    }
+    urls: dict[str, str] = {}
     unavailable: dict[str, BaseException] = {}
-    try:
-        urls["postgres"] = fresh_store_url(request, "postgres", tmp_path_factory.mktemp("pg"))
-    except (pytest.skip.Exception, pytest.fail.Exception) as e:
-        unavailable["postgres"] = e  # raised again by the postgres-parametrized tests only
+    for backend in ("sqlite", "postgres"):
+        if backend not in wanted:
+            continue
+        try:
+            urls[backend] = fresh_store_url(request, backend, tmp_path_factory.mktemp(backend))
+        except (pytest.skip.Exception, pytest.fail.Exception) as e:
+            unavailable[backend] = e  # raised again by that backend's tests only
+    if not urls:
+        yield {}, unavailable
+        return
     outs = _run_workers(urls)
     stores = {b: Store.open(url) for b, url in urls.items()}
     yield {b: ({i: o[b] for i, o in outs.items()}, stores[b]) for b in urls}, unavailable

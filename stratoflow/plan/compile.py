@@ -136,6 +136,11 @@ def _job_step(
     inputs_from: str | None = None,
 ) -> dict:
     props = job.properties
+    retries = props.get("retries", m.DEFAULT_POLICY["retries"])
+    if not isinstance(retries, int):
+        # Airflow fixes a task's retries when it parses the DAG, before any input exists.
+        raise TemplateError(Issue(f"{_TEMPLATE_PATH}.{job.name}.properties.retries",
+                                  "must be a literal integer, not an input"))
     host = job.requirement("host")
     host_node = topology.nodes.get(host) if host else None
     return {
@@ -146,7 +151,7 @@ def _job_step(
         "inputs_from": inputs_from,
         "host": host,
         "max_parallel": _slots(host_node, props.get("num_cpus", 1)) if map_over else None,
-        "retries": props.get("retries", m.DEFAULT_POLICY["retries"]),
+        "retries": retries,
         "job": {
             "command": props.get("command"),
             "image": props.get("image"),
