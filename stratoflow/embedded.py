@@ -48,11 +48,24 @@ def admin_password(home: Path | None = None) -> str:
     return json.loads(path.read_text())[ADMIN]
 
 
+def _secret(home: Path, name: str) -> str:
+    """A per-home secret, generated once: every Airflow component must share it."""
+    path = home / f".{name}"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
 def write_airflow_cfg(home: Path | None = None, port: int | None = None) -> Path:
     home = home or airflow_home()
     port = port or api_port()
     home.mkdir(parents=True, exist_ok=True)
     admin_password(home)
+    # Without shared secrets each component signs task tokens with its own random key
+    # and every task fails with "Signature verification failed".
+    jwt_secret, secret_key = _secret(home, "jwt_secret"), _secret(home, "secret_key")
     cfg = f"""# Written by `stratoflow up`: the embedded single-machine Airflow.
 [core]
 dags_folder = {REPO / "dags"}
@@ -75,6 +88,10 @@ task_queued_timeout = 600
 [api]
 port = {port}
 base_url = http://localhost:{port}
+secret_key = {secret_key}
+
+[api_auth]
+jwt_secret = {jwt_secret}
 
 [logging]
 base_log_folder = {home / "logs"}

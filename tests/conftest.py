@@ -211,14 +211,22 @@ def run_dag(airflow_env: dict[str, str]):
         airflow = str(Path(sys.executable).with_name("airflow"))
         proc = subprocess.run(
             [airflow, "dags", "test", plan["dag_id"], "-c", json.dumps(conf or {})],
-            capture_output=True, text=True, timeout=timeout, env=os.environ,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=os.environ,
         )
         log = proc.stdout + proc.stderr
         match = re.search(r"run_id=(manual__[^,\s]+)", log)
         assert match, f"no DAG run in the output:\n{log[-4000:]}"
         run_id = match.group(1)
         deployment = Store.open().get_deployment(deployment_id_for(plan["dag_id"], run_id))
-        return {"plan": plan, "run_id": run_id, "log": log, "deployment": deployment,
-                "run_failed": "DagRun failed" in log or "state=failed" in log}
+        return {
+            "plan": plan,
+            "run_id": run_id,
+            "log": log,
+            "deployment": deployment,
+            "run_failed": "DagRun failed" in log or "state=failed" in log,
+        }
 
     return run

@@ -139,8 +139,12 @@ def _job_step(
     retries = props.get("retries", m.DEFAULT_POLICY["retries"])
     if not isinstance(retries, int):
         # Airflow fixes a task's retries when it parses the DAG, before any input exists.
-        raise TemplateError(Issue(f"{_TEMPLATE_PATH}.{job.name}.properties.retries",
-                                  "must be a literal integer, not an input"))
+        raise TemplateError(
+            Issue(
+                f"{_TEMPLATE_PATH}.{job.name}.properties.retries",
+                "must be a literal integer, not an input",
+            )
+        )
     host = job.requirement("host")
     host_node = topology.nodes.get(host) if host else None
     return {

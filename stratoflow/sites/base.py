@@ -19,10 +19,12 @@ class ResourceLedger(Protocol):
     resource (tag, label or name) so a retried task adopts instead of creating twice.
     """
 
-    def intend_resource(self, deployment_id: str, site: str, kind: str, node: str,
-                        index: int) -> Any: ...  # returns a record with .key
-    def mark_resource_created(self, key: str, external_id: str,
-                              data: dict | None = None) -> None: ...
+    def intend_resource(
+        self, deployment_id: str, site: str, kind: str, node: str, index: int
+    ) -> Any: ...  # returns a record with .key
+    def mark_resource_created(
+        self, key: str, external_id: str, data: dict | None = None
+    ) -> None: ...
     def mark_resource_deleted(self, key: str) -> None: ...
     def resources(self, deployment_id: str, include_deleted: bool = False) -> list[Any]: ...
 
@@ -97,8 +99,9 @@ class Compute(ABC):
         self.config = config
 
     @abstractmethod
-    def provision(self, deployment_id: str, hosts: list[HostRequest],
-                  ledger: ResourceLedger) -> Allocation:
+    def provision(
+        self, deployment_id: str, hosts: list[HostRequest], ledger: ResourceLedger
+    ) -> Allocation:
         """Create (or adopt, when records show a prior attempt) the deployment's resources.
 
         On failure it removes what this attempt created before raising ``SiteError``.
@@ -120,8 +123,9 @@ class Compute(ABC):
     def cancel_job(self, alloc: Allocation, handle: str) -> None: ...
 
     @abstractmethod
-    def teardown(self, deployment_id: str, ledger: ResourceLedger,
-                 alloc: Allocation | None = None) -> None:
+    def teardown(
+        self, deployment_id: str, ledger: ResourceLedger, alloc: Allocation | None = None
+    ) -> None:
         """Delete every resource the ledger holds for the deployment at this site.
         Idempotent; keeps staged-out results (they live outside the allocation)."""
 
@@ -143,9 +147,16 @@ class Storage(ABC):
     schemes: tuple[str, ...] = ()
 
     @abstractmethod
-    def copy(self, source_url: str, dest_url: str, *, adler32: str | None = None,
-             sha256: str | None = None, size: int | None = None,
-             overwrite: bool = False) -> StagedFile:
+    def copy(
+        self,
+        source_url: str,
+        dest_url: str,
+        *,
+        adler32: str | None = None,
+        sha256: str | None = None,
+        size: int | None = None,
+        overwrite: bool = False,
+    ) -> StagedFile:
         """Copy one file. The copy is written under a temporary name, verified against
         the declared checksums (and size), then renamed into place; a mismatch raises
         ``ChecksumMismatch`` and leaves nothing at ``dest_url``."""

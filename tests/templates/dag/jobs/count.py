@@ -15,7 +15,8 @@ def main() -> None:
         sys.exit(3)
     target = os.path.join(outdir, "count.txt")
     if mode == "kill-once":
-        marker = os.path.join(os.environ["STRATOFLOW_SANDBOX"], "killed-" + os.path.basename(inputs[0]))
+        sandbox = os.environ["STRATOFLOW_SANDBOX"]
+        marker = os.path.join(sandbox, "killed-" + os.path.basename(inputs[0]))
         if not os.path.exists(marker):
             open(marker, "w").close()
             with open(target, "w") as fh:  # a partial output, then sudden death
