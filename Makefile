@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] in ((3, 11), (3, 12)), "Python 3.11 or 3.12 is needed"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q uv==0.13.8
-	$(BIN)/uv pip install -q --python $(BIN)/python -c requirements.lock -e ".[dev]"
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -c requirements.lock -e ".[dev]"
 	touch $@
 
 demo: install  ## the demo campaign end to end on the embedded Airflow

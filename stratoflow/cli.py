@@ -251,8 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except TemplateError as exc:
+        where = getattr(args, "file", None)
         for issue in exc.issues:
-            print(str(issue), file=sys.stderr)
+            # A fault of the whole file (size, syntax, not a mapping) is named by the file.
+            line = str(issue) if issue.path or not where else f"{where}: {issue.message}"
+            print(line, file=sys.stderr)
         return EXIT_INVALID
     except StratoflowError as exc:
         print(f"error: {exc}", file=sys.stderr)

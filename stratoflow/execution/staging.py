@@ -34,7 +34,7 @@ def staged_name(index: int | None, url: str) -> str:
 def results_dir(location: str, deployment_id: str) -> Path:
     """Where a deployment's staged-out results go.
 
-    A relative location is a name under Stratoflow's results area; ``file://`` URLs and
+    A relative location is a directory under STRATOFLOW_HOME; ``file://`` URLs and
     absolute paths are taken as given. Either way the deployment gets its own directory so
     two runs never overwrite each other.
     """
@@ -51,7 +51,7 @@ def results_dir(location: str, deployment_id: str) -> Path:
     if not path.is_absolute():
         if ".." in path.parts:
             raise TemplateError(f"output_location: '{location}' must not contain '..'")
-        path = stratoflow_home() / "results" / path
+        path = stratoflow_home() / path
     return path / deployment_id
 
 
