@@ -196,6 +196,18 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         yield env
 
 
+@pytest.fixture(scope="session")
+def airflow_up(airflow_env: dict[str, str]):
+    """The embedded Airflow (`airflow standalone`) running on airflow_env's home and port."""
+    from stratoflow import embedded
+
+    embedded.start(wait_s=300)
+    try:
+        yield embedded
+    finally:
+        embedded.stop()
+
+
 @pytest.fixture
 def run_dag(airflow_env: dict[str, str]):
     import json

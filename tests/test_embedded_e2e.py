@@ -19,17 +19,6 @@ LINE_COUNT = REPO / "tests" / "templates" / "dag" / "line_count.yaml"
 CLI = [sys.executable, "-m", "stratoflow.cli"]
 
 
-@pytest.fixture(scope="module")
-def airflow_up(airflow_env):
-    from stratoflow import embedded
-
-    embedded.start(wait_s=300)
-    try:
-        yield embedded
-    finally:
-        embedded.stop()
-
-
 def cli(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
     return subprocess.run(
         [*CLI, *args], capture_output=True, text=True, timeout=timeout, env=os.environ
