@@ -24,4 +24,4 @@ RUN pip install --no-cache-dir \
 
 # STRATOFLOW_HOME (plans, local site workdirs) is a named volume shared by every service.
 # Created here, owned by airflow, so a fresh volume inherits the ownership.
-RUN mkdir -p /opt/airflow/stratoflow/plans
+RUN mkdir -p /opt/airflow/stratoflow/plans && chmod -R g+rwX /opt/airflow/stratoflow

@@ -204,7 +204,8 @@ from pathlib import Path
 
 from dagfactory import load_yaml_dags
 
-load_yaml_dags(globals_dict=globals(), config_filepath=str(Path(__file__).with_name("campaigns.yml")))
+CONFIG = Path(__file__).with_name("campaigns.yml")
+load_yaml_dags(globals_dict=globals(), config_filepath=str(CONFIG))
 '''
 
 _OPERATOR_PATHS = {
@@ -413,6 +414,7 @@ def child(args: argparse.Namespace) -> None:
         "seconds": seconds,
         "dags": bag.size(),
         "tasks": sum(len(d.tasks) for d in bag.dags.values()),
+        "some_dag_ids": sorted(bag.dags)[:3],
         "import_errors": {k: str(v)[-3000:] for k, v in bag.import_errors.items()},
     }
     if args.fingerprint:
@@ -617,6 +619,8 @@ def _bench(args: argparse.Namespace, root: Path) -> int:
     for _ in range(args.repeat):
         r = run_child(worker_file, worker_env, worker=True)
         check("ours (worker)", r, n, expect_dags=1)
+        if r["some_dag_ids"] != [target]:
+            raise SystemExit(f"FAIL ours (worker): built {r['some_dag_ids']}, not {target}")
         worker_times.append(r["seconds"])
 
     med = {v: statistics.median(times[v]) for v in VARIANTS}

@@ -9,34 +9,37 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from stratoflow.errors import StratoflowError, TemplateError
+
+# register/register_catalogue live in registration.py (shared with the REST API); they are
+# re-exported here because callers and tests import them from the CLI module.
+from stratoflow.registration import (  # noqa: F401
+    catalogue_dir,
+    compile_template,
+    load,
+    register,
+    register_catalogue,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 DEMO_TEMPLATE = "dimuon_campaign.yaml"
 
 
-def _catalogue_dir() -> Path:
-    from stratoflow.sites.local.config import include_dir
-
-    return include_dir() / "templates"
-
-
 def _load(path: str, pairs: list[str] | None, run: bool = True):
     """``run``: the inputs are a run's, so required inputs must be given."""
-    from stratoflow.tosca import load_topology, parse_cli_inputs
+    from stratoflow.tosca import parse_cli_inputs
 
     inputs = parse_cli_inputs(pairs or [])
-    return load_topology(path, inputs if (run or inputs) else None)
+    return load(path, inputs if (run or inputs) else None)
 
 
 def _compile(path: str, pairs: list[str] | None, run: bool = False) -> tuple[Any, dict]:
-    from stratoflow.plan import compile_plan
+    from stratoflow.tosca import parse_cli_inputs
 
-    topology = _load(path, pairs, run)
-    return topology, compile_plan(topology, Path(path).resolve().parent)
+    inputs = parse_cli_inputs(pairs or [])
+    return compile_template(path, inputs if (run or inputs) else None)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -53,29 +56,6 @@ def cmd_compile(args: argparse.Namespace) -> int:
     json.dump(plan, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
     return EXIT_OK
-
-
-def register(path: str, pairs: list[str] | None = None, run: bool = False) -> tuple[Any, dict]:
-    """Compile a template and store its plan where the DAG files find it."""
-    from stratoflow.plan.registry import write_plan
-    from stratoflow.store import Store
-
-    topology, plan = _compile(path, pairs, run)
-    Store.open().save_plan(
-        plan["hash"], plan["name"], plan["dag_id"], plan, Path(path).read_text(encoding="utf-8")
-    )
-    write_plan(plan)
-    return topology, plan
-
-
-def register_catalogue(out=print) -> list[str]:
-    dag_ids = []
-    for path in sorted(_catalogue_dir().glob("*.yaml")):
-        try:
-            dag_ids.append(register(str(path))[1]["dag_id"])
-        except TemplateError as exc:
-            out(f"catalogue template {path.name} skipped:\n{exc}")
-    return dag_ids
 
 
 def cmd_register(args: argparse.Namespace) -> int:
@@ -156,7 +136,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from stratoflow.submit import follow, submit
 
     register_catalogue()
-    topology, plan = register(str(_catalogue_dir() / DEMO_TEMPLATE), args.input, run=True)
+    topology, plan = register(str(catalogue_dir() / DEMO_TEMPLATE), args.input, run=True)
     embedded.start()
     deployment_id, run_id = submit(plan, topology.bound_inputs, owner="demo")
     print(f"deployment {deployment_id} submitted as run {run_id} of DAG {plan['dag_id']}")

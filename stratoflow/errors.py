@@ -44,3 +44,12 @@ class StagingError(StratoflowError):
 
 class ChecksumMismatch(StagingError):
     """A staged copy's checksum differs from the declared one."""
+
+
+class Refused(StratoflowError):
+    """Refused by policy (a path outside the allowed roots, a bad URL): retrying cannot
+    help, so operators fail the task at once instead of retrying."""
+
+
+class StagingRefused(StagingError, Refused):
+    """A staging request the site will never serve."""

@@ -79,3 +79,32 @@ def test_checksum_mismatch_fails_staging_and_names_the_file(run_dag, airflow_env
     events = Store.open().step_events(dep.id)
     assert any(e["step"] == "stage_in" and e["kind"] == "retry" for e in events)
     _assert_torn_down(airflow_env, dep.id)
+
+
+def test_plain_jobs_run_in_dependency_order_and_stage_out_everything(run_dag, airflow_env):
+    result = run_dag(DAG_TEMPLATES / "pipeline.yaml", {"greeting": "bonjour; rm -rf /"})
+    dep = result["deployment"]
+    assert dep.status == "CREATE_COMPLETE", dep.status_reason
+    results = Path(dep.outputs["stage_out"]["results_dir"])
+    assert (results / "greeting.txt").read_text() == "bonjour; rm -rf /\n"
+    _assert_torn_down(airflow_env, dep.id)
+
+
+def test_data_transfer_copies_and_verifies_every_file(run_dag, airflow_env):
+    destination = Path(airflow_env["STRATOFLOW_HOME"]) / "transfers" / "copy1"
+    result = run_dag(DAG_TEMPLATES / "transfer.yaml", {"destination": destination.as_uri()})
+    dep = result["deployment"]
+    assert dep.status == "CREATE_COMPLETE", dep.status_reason
+    copied = sorted(p.name for p in destination.iterdir())
+    assert copied == ["part_0.txt", "part_1.txt"]
+    source = DAG_TEMPLATES / "data" / "part_1.txt"
+    assert (destination / "part_1.txt").read_bytes() == source.read_bytes()
+    assert dep.outputs["usage"]["bytes_moved"] == 3490 + 3782
+
+
+def test_transfer_outside_writable_roots_is_refused(run_dag, airflow_env):
+    result = run_dag(DAG_TEMPLATES / "transfer.yaml", {"destination": "file:///etc/stratoflow-x"})
+    dep = result["deployment"]
+    assert dep.status == "CREATE_FAILED"
+    assert "/etc/stratoflow-x" in dep.status_reason
+    assert not Path("/etc/stratoflow-x").exists()

@@ -10,6 +10,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
+from stratoflow.errors import Refused, TemplateError
 from stratoflow.plan.model import BROKER
 from stratoflow.store.store import deployment_id_for
 
@@ -48,6 +49,11 @@ class StratoflowOperator(BaseOperator):
             return fn(*args)
         except TaskDeferred:
             raise
+        except (TemplateError, Refused) as exc:
+            # Bad input or a policy refusal never improves on retry: fail at once.
+            final = AirflowFailException(str(exc))
+            self.record_failure(context, final)
+            raise final from exc
         except Exception as exc:
             self.record_failure(context, exc)
             raise
@@ -55,9 +61,8 @@ class StratoflowOperator(BaseOperator):
     def record_failure(self, context: Any, exc: BaseException) -> None:
         ti = context["ti"]
         final = isinstance(exc, AirflowFailException) or ti.try_number > self.retries
-        message = (
-            f"{type(exc).__name__}: {exc}" if not str(exc).startswith(self.task_id) else str(exc)
-        )
+        plain = isinstance(exc, AirflowFailException) or str(exc).startswith(self.task_id)
+        message = str(exc) if plain else f"{type(exc).__name__}: {exc}"
         try:
             self.store.record_step_event(
                 self.deployment_id(context),

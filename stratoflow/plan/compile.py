@@ -46,6 +46,18 @@ def compile_plan(topology: Topology, base_dir: str | Path) -> dict:
             )
         )
 
+    reserved = {m.BROKER, m.PROVISION, m.STAGE_IN, m.STAGE_OUT, m.TEARDOWN, m.REPORT}
+    clashes = [n for n in (*jobs, *transfers) if n.name in reserved]
+    if clashes:
+        raise TemplateError(
+            [
+                Issue(
+                    f"{_TEMPLATE_PATH}.{n.name}",
+                    f"'{n.name}' is the name of a built-in step; rename the node template",
+                )
+                for n in clashes
+            ]
+        )
     steps: list[dict] = [{"id": m.BROKER, "kind": m.BROKER, "upstream": []}]
     if campaigns or jobs:
         steps += _compute_steps(topology, campaigns[0] if campaigns else None, base)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from stratoflow.errors import ChecksumMismatch, StagingError
+from stratoflow.errors import ChecksumMismatch, StagingError, StagingRefused
 from stratoflow.sites.base import StagedFile, Storage
 from stratoflow.sites.checksums import BLOCK, Summer, compare, file_checksums
 from stratoflow.sites.local.config import LocalConfig, is_within
@@ -19,14 +19,14 @@ def url_to_path(url: str) -> Path:
     parsed = urlparse(url)
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
-            raise StagingError(f"{url}: file URLs must name a local path (file:///...)")
+            raise StagingRefused(f"{url}: file URLs must name a local path (file:///...)")
         path = unquote(parsed.path)
     elif parsed.scheme == "":
         path = url
     else:
-        raise StagingError(f"{url}: local storage handles file:// URLs only")
+        raise StagingRefused(f"{url}: local storage handles file:// URLs only")
     if not os.path.isabs(path):
-        raise StagingError(f"{url}: local paths must be absolute")
+        raise StagingRefused(f"{url}: local paths must be absolute")
     return Path(path)
 
 
@@ -41,7 +41,7 @@ class LocalStorage(Storage):
     def _readable(self, url: str) -> Path:
         path = url_to_path(url).resolve()  # follow symlinks: no escaping a root via a link
         if not is_within(path, (self.cfg.workdir, *self.cfg.allowed_roots)):
-            raise StagingError(
+            raise StagingRefused(
                 f"{url}: outside the directories site {self.name!r} may stage from"
                 f" ({', '.join(str(r) for r in (self.cfg.workdir, *self.cfg.allowed_roots))})"
             )
@@ -54,7 +54,7 @@ class LocalStorage(Storage):
         resolved = path.parent.resolve() / path.name
         roots = (self.cfg.workdir, *self.cfg.writable_roots)
         if path.name in ("", ".", "..") or not is_within(resolved, roots):
-            raise StagingError(
+            raise StagingRefused(
                 f"{url}: outside the directories site {self.name!r} may write to"
                 f" ({', '.join(str(r) for r in roots)})"
             )

@@ -1,0 +1,185 @@
+"""The Stratoflow REST API (FastAPI), mounted by the Airflow plugin at ``/stratoflow``.
+
+Every route except ``/health`` depends on :func:`authenticated_caller`: Airflow itself does
+not authenticate plugin apps. Validation errors use FastAPI's shape,
+``{"detail": [{"loc": ..., "msg": ...}]}``, with ``loc`` the TOSCA path of the fault.
+
+Handlers that do blocking work (store, compiling, calling Airflow) are plain ``def``, so
+FastAPI runs them in its thread pool and the API server's event loop stays free; that
+matters because POST /deployments calls back into the same API server.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, status
+from pydantic import BaseModel, Field
+
+from stratoflow.api.auth import Caller, authenticated_caller
+
+log = logging.getLogger(__name__)
+
+MAX_LIST = 500
+
+
+class DeploymentRequest(BaseModel):
+    template: str = Field(
+        max_length=256,
+        description="A catalogue template file name, e.g. `dimuon_campaign.yaml`.",
+        examples=["dimuon_campaign.yaml"],
+    )
+    inputs: dict[str, Any] = Field(
+        default_factory=dict, description="The template's inputs; omitted ones take defaults."
+    )
+
+
+class DeploymentCreated(BaseModel):
+    id: str
+    dag_id: str
+    run_id: str
+    status: str
+
+
+def invalid(issues: list[tuple[str, str]]) -> HTTPException:
+    """HTTP 422 naming each field at fault."""
+    return HTTPException(
+        status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+        detail=[{"loc": loc, "msg": msg} for loc, msg in issues],
+    )
+
+
+def _not_found(deployment_id: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"deployment {deployment_id} not found")
+
+
+app = FastAPI(
+    title="Stratoflow API",
+    version="1",
+    description=(
+        "Deploy TOSCA templates from the Stratoflow catalogue as Airflow DAG runs. "
+        "Authenticate with a JWT from Airflow's `POST /auth/token` "
+        "(`Authorization: Bearer <token>`)."
+    ),
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+    redoc_url=None,
+)
+
+Authenticated = Depends(authenticated_caller)
+
+
+@app.get("/health", tags=["meta"])
+def health() -> dict[str, str]:
+    """Liveness: no authentication, touches nothing."""
+    return {"status": "ok"}
+
+
+@app.get("/deployments", tags=["deployments"])
+def list_deployments(
+    owner: str | None = Query(None, max_length=256, description="only this owner's"),
+    limit: int = Query(100, ge=1, le=MAX_LIST),
+    caller: Caller = Authenticated,
+) -> list[dict[str, Any]]:
+    """Deployments, newest first."""
+    from stratoflow.store import Store
+
+    with Store.open() as store:
+        return [d.to_dict() for d in store.list_deployments(owner=owner, limit=limit)]
+
+
+@app.get(
+    "/deployments/{deployment_id}",
+    tags=["deployments"],
+    responses={404: {"description": "no such deployment"}},
+)
+def get_deployment(
+    deployment_id: str = Path(max_length=64),
+    caller: Caller = Authenticated,
+) -> dict[str, Any]:
+    """A deployment with its resources (deleted ones too) and usage, like
+    ``stratoflow status --json``."""
+    from stratoflow.store import Store
+
+    with Store.open() as store:
+        deployment = store.get_deployment(deployment_id)
+        if deployment is None:
+            raise _not_found(deployment_id)
+        info = deployment.to_dict()
+        info["resources"] = [
+            r.to_dict() for r in store.resources(deployment_id, include_deleted=True)
+        ]
+        info["usage"] = store.usage_totals(deployment_id)
+    return info
+
+
+@app.post(
+    "/deployments",
+    status_code=status.HTTP_201_CREATED,
+    tags=["deployments"],
+    responses={
+        422: {"description": "unknown template or invalid inputs, each fault by its path"},
+        403: {"description": "Airflow refused the caller the DAG run"},
+        502: {"description": "Airflow could not be reached or failed"},
+    },
+)
+def create_deployment(
+    request: DeploymentRequest, caller: Caller = Authenticated
+) -> DeploymentCreated:
+    """Validate the inputs, register the template's plan and trigger its DAG run as the
+    caller (their token is forwarded to Airflow's REST API)."""
+    from stratoflow.api.airflow import AirflowCallError, submit_as
+    from stratoflow.api.catalogue import BadTemplateName, resolve_template
+    from stratoflow.errors import TemplateError
+    from stratoflow.registration import register_template
+
+    try:
+        path = resolve_template(request.template)
+    except BadTemplateName as exc:
+        raise invalid([("template", str(exc))]) from None
+    try:
+        # Validation precedes any write: bad inputs register nothing and deploy nothing.
+        topology, plan = register_template(str(path), request.inputs)
+    except TemplateError as exc:
+        raise invalid([(i.path or "template", i.message) for i in exc.issues]) from None
+    try:
+        deployment_id, run_id = submit_as(
+            plan, topology.bound_inputs, owner=caller.name, token=caller.token
+        )
+    except AirflowCallError as exc:
+        code = (
+            status.HTTP_403_FORBIDDEN
+            if exc.status in (401, 403)
+            else status.HTTP_504_GATEWAY_TIMEOUT
+            if exc.status == 504
+            else status.HTTP_502_BAD_GATEWAY
+        )
+        raise HTTPException(code, f"could not start the run: {exc}") from None
+    return DeploymentCreated(
+        id=deployment_id, dag_id=plan["dag_id"], run_id=run_id, status="CREATE_IN_PROGRESS"
+    )
+
+
+@app.get("/templates", tags=["catalogue"])
+def templates(caller: Caller = Authenticated) -> list[dict[str, Any]]:
+    """The template catalogue: name, DAG id, description and typed inputs of each."""
+    from stratoflow.api.catalogue import list_templates
+
+    return list_templates()
+
+
+@app.get("/sites", tags=["catalogue"])
+def sites(caller: Caller = Authenticated) -> list[dict[str, Any]]:
+    """The site catalogue: name, kind and capacity of each site (never credentials)."""
+    from stratoflow.api.catalogue import list_sites
+    from stratoflow.errors import TemplateError
+
+    try:
+        return list_sites()
+    except TemplateError:
+        log.exception("the site catalogue is invalid")
+        raise HTTPException(
+            status.HTTP_500_INTERNAL_SERVER_ERROR,
+            "the site catalogue is invalid; see the API server's log",
+        ) from None

@@ -1,0 +1,79 @@
+"""Compiling a template and publishing its plan: shared by the CLI and the REST API.
+
+Registration stores the plan (system of record) and writes its parse-time projection
+where the DAG files find it. Nothing here imports airflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stratoflow.errors import TemplateError
+
+
+def catalogue_dir() -> Path:
+    """The template catalogue: ``include/templates``."""
+    from stratoflow.sites.local.config import include_dir
+
+    return include_dir() / "templates"
+
+
+def load(path: str, inputs: dict[str, Any] | None) -> Any:
+    """Load and bind a template. ``inputs=None``: no run yet, so required inputs may be
+    missing; a dict (even empty) is a run's inputs."""
+    from stratoflow.tosca import load_topology
+
+    return load_topology(path, inputs)
+
+
+def compile_template(path: str, inputs: dict[str, Any] | None = None) -> tuple[Any, dict]:
+    """(topology, plan) of a template; raises TemplateError listing every fault."""
+    from stratoflow.plan import compile_plan
+
+    topology = load(path, inputs)
+    return topology, compile_plan(topology, Path(path).resolve().parent)
+
+
+def register_template(path: str, inputs: dict[str, Any] | None = None) -> tuple[Any, dict]:
+    """Compile a template and store its plan where the DAG files find it.
+
+    Validation happens before anything is written, so a bad template or bad inputs leave
+    no trace.
+    """
+    from stratoflow.plan.registry import write_plan
+    from stratoflow.store import Store
+
+    topology, plan = compile_template(path, inputs)
+    # Closed at once: a long-lived caller (the API server) must not keep an engine per call.
+    with Store.open() as store:
+        store.save_plan(
+            plan["hash"],
+            plan["name"],
+            plan["dag_id"],
+            plan,
+            Path(path).read_text(encoding="utf-8"),
+        )
+    write_plan(plan)
+    return topology, plan
+
+
+def register(path: str, pairs: list[str] | None = None, run: bool = False) -> tuple[Any, dict]:
+    """The CLI's form: inputs as ``NAME=VALUE`` strings; ``run`` means a run's inputs, so
+    required inputs must be given."""
+    from stratoflow.tosca import parse_cli_inputs
+
+    inputs = parse_cli_inputs(pairs or [])
+    return register_template(path, inputs if (run or inputs) else None)
+
+
+def register_catalogue(out: Callable[[str], Any] = print) -> list[str]:
+    """Register every catalogue template; a broken one is reported and skipped."""
+    dag_ids = []
+    for path in sorted(catalogue_dir().glob("*.yaml")):
+        try:
+            dag_ids.append(register(str(path))[1]["dag_id"])
+        except TemplateError as exc:
+            out(f"catalogue template {path.name} skipped:\n{exc}")
+    return dag_ids
