@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import re
+import sys
 import threading
+import types
 from typing import Any
 
 from stratoflow.errors import Issue
@@ -55,12 +57,30 @@ def _path(message: str, nodes: dict[str, Any]) -> str:
     return "topology_template"
 
 
+class _NoCSAR:
+    def __init__(self, *args: Any, **kwargs: Any):
+        raise RuntimeError("CSAR archives are not accepted")
+
+
+def _skip_csar_reader() -> None:
+    """tosca_template imports its CSAR reader, which imports ``requests`` (~0.2 s, a third
+    of a validation). tosca-parser only ever gets an in-memory dict from us, never a path, so
+    no CSAR can reach it: register an inert module in its place unless the real one is
+    already loaded."""
+    name = "toscaparser.prereq.csar"
+    if name not in sys.modules:
+        module = types.ModuleType(name)
+        module.CSAR = _NoCSAR  # type: ignore[attr-defined]
+        sys.modules[name] = module
+
+
 def run_toscaparser(
     doc: dict[str, Any],
     ts: TypeSystem,
     params: dict[str, Any],
     node_overrides: dict[str, dict[str, Any]],
 ) -> list[Issue]:
+    _skip_csar_reader()
     from toscaparser.common.exception import ExceptionCollector
     from toscaparser.tosca_template import ToscaTemplate
 
