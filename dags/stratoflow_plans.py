@@ -1,6 +1,7 @@
 """One Airflow DAG per compiled Stratoflow plan.
 
-Plans are written by `stratoflow init`/`submit` into the plans directory; this file never
+Plans are written into the plans directory by `stratoflow register`, `submit`, `up` and
+`demo`; this file never
 reads TOSCA. A worker that runs one task builds only that task's DAG.
 """
 

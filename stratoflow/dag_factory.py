@@ -38,6 +38,7 @@ def build_dag(plan: dict) -> DAG:
         "retry_delay": timedelta(seconds=policy["retry_delay_s"]),
         "retry_exponential_backoff": policy["retry_backoff"],
         "max_retry_delay": timedelta(seconds=policy["max_retry_delay_s"]),
+        "execution_timeout": timedelta(seconds=policy["timeout_s"]),
     }
     params = {}
     for name, definition in plan["inputs"].items():
@@ -73,6 +74,10 @@ def _task(plan: dict, step: dict, tasks: dict[str, Any]) -> Any:
         retries = step.get("retries")
         if isinstance(retries, int):
             common["retries"] = retries
+        # execution_timeout counts the time deferred, so it must exceed the job's own
+        # timeout (enforced by the site's runner); unknown until run time -> no cap here.
+        timeout = step.get("timeout_s")
+        common["execution_timeout"] = timedelta(seconds=timeout + 300) if timeout else None
         if step.get("map_over"):
             partial = JobOperator.partial(
                 max_active_tis_per_dagrun=step.get("max_parallel"), **common

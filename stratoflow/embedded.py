@@ -17,6 +17,13 @@ from pathlib import Path
 
 import httpx
 
+from stratoflow.errors import StratoflowError
+
+
+class EmbeddedAirflowError(StratoflowError):
+    pass
+
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_PORT = 8080
 ADMIN = "admin"
@@ -129,8 +136,9 @@ def is_healthy(timeout: float = 2.0) -> bool:
 
 
 def start(wait_s: float = 240.0, log=print) -> None:
-    """Start ``airflow standalone`` unless it already answers; wait until healthy."""
+    """Start ``airflow standalone`` unless ours already answers; wait until healthy."""
     if is_healthy():
+        _check_ours()
         return
     write_airflow_cfg()
     log_path = airflow_home() / "standalone.log"
@@ -147,11 +155,27 @@ def start(wait_s: float = 240.0, log=print) -> None:
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"airflow standalone exited with {proc.returncode}; see {log_path}")
+            raise EmbeddedAirflowError(
+                f"airflow standalone exited with {proc.returncode}; see {log_path}"
+            )
         if is_healthy():
             return
         time.sleep(1.0)
-    raise TimeoutError(f"Airflow did not become healthy in {wait_s:.0f} s; see {log_path}")
+    raise EmbeddedAirflowError(f"Airflow did not become healthy in {wait_s:.0f} s; see {log_path}")
+
+
+def _check_ours() -> None:
+    """A healthy Airflow on our port may be someone else's: our password must work there."""
+    r = httpx.post(
+        f"{api_url()}/auth/token",
+        json={"username": ADMIN, "password": admin_password()},
+        timeout=10,
+    )
+    if r.status_code >= 300:
+        raise EmbeddedAirflowError(
+            f"an Airflow that is not this one ({airflow_home()}) answers at {api_url()}; "
+            "stop it or set STRATOFLOW_AIRFLOW_PORT to another port"
+        )
 
 
 def stop() -> bool:

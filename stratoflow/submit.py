@@ -39,7 +39,7 @@ def submit(plan: dict, inputs: dict[str, Any], owner: str = "cli") -> tuple[str,
         api.wait_for_dag(dag_id)
         api.unpause(dag_id)
         api.trigger(dag_id, run_id, inputs)
-    except (AirflowAPIError, OSError, Exception) as exc:
+    except Exception as exc:  # any failure to start: HTTP, network, auth
         store.set_status(deployment_id, "CREATE_FAILED", reason=f"could not start the run: {exc}")
         raise AirflowAPIError(f"could not start the run: {exc}") from exc
     return deployment_id, run_id

@@ -45,7 +45,8 @@ class DeploymentCreated(BaseModel):
 def invalid(issues: list[tuple[str, str]]) -> HTTPException:
     """HTTP 422 naming each field at fault."""
     return HTTPException(
-        status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+        # A literal: Starlette renamed the constant (..._ENTITY -> ..._CONTENT).
+        status_code=422,
         detail=[{"loc": loc, "msg": msg} for loc, msg in issues],
     )
 

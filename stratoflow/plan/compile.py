@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from stratoflow.errors import Issue, TemplateError
 from stratoflow.plan import model as m
 from stratoflow.tosca.model import NodeTemplate, Topology
+from stratoflow.tosca.scalars import parse_duration
 
 COMPUTE = "tosca.nodes.Compute"
 JOB = "stratoflow.nodes.Job"
@@ -168,6 +169,7 @@ def _job_step(
         "host": host,
         "max_parallel": _slots(host_node, props.get("num_cpus", 1)) if map_over else None,
         "retries": retries,
+        "timeout_s": _literal_seconds(props.get("timeout", "1 h")),
         "job": {
             "command": props.get("command"),
             "image": props.get("image"),
@@ -184,14 +186,24 @@ def _job_step(
 
 
 def _slots(host: NodeTemplate | None, job_cpus: Any) -> int | None:
-    """How many copies of a job fit on its hosts at once, when known at compile time."""
+    """How many copies of a job fit on its hosts at once, when the hosts' size is known at
+    compile time. A job whose cores come from an input counts as one core (the minimum),
+    so the bound is never tighter than the truth."""
     if host is None:
         return None
     cpus = host.capabilities.get("host", {}).get("num_cpus", 1)
     count = host.properties.get("count", 1)
-    if all(isinstance(v, int) for v in (cpus, count, job_cpus)) and job_cpus > 0:
-        return max(1, (cpus * count) // job_cpus)
-    return None
+    if not (isinstance(cpus, int) and isinstance(count, int)):
+        return None
+    per_job = job_cpus if isinstance(job_cpus, int) and job_cpus > 0 else 1
+    return max(1, (cpus * count) // per_job)
+
+
+def _literal_seconds(value: Any) -> float | None:
+    """A job's timeout when known at compile time (None when it comes from an input)."""
+    if isinstance(value, int | float):
+        return float(value)
+    return parse_duration(value) if isinstance(value, str) else None
 
 
 def _transfer_step(topology: Topology, node: NodeTemplate, base: Path) -> dict:

@@ -9,17 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from stratoflow.errors import SiteError
+from stratoflow.store.config import stratoflow_home
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-
-
-def stratoflow_home() -> Path:
-    """``$STRATOFLOW_HOME``, else ``$AIRFLOW_HOME/stratoflow``, else ``~/airflow/stratoflow``."""
-    home = os.environ.get("STRATOFLOW_HOME")
-    if home:
-        return Path(home).expanduser()
-    airflow_home = os.environ.get("AIRFLOW_HOME") or "~/airflow"
-    return Path(airflow_home).expanduser() / "stratoflow"
 
 
 def include_dir() -> Path:
