@@ -170,9 +170,13 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
 
     home = tmp_path_factory.mktemp("airflow_home")
     sites = home / "sites.yaml"
+    roots = f"    allowed_roots: ['{{include}}', '{TEST_TEMPLATES}']\n"
     sites.write_text(
-        "sites:\n  - name: local\n    kind: local\n    cores: 2\n    memory: auto\n"
-        f"    allowed_roots: ['{{include}}', '{TEST_TEMPLATES}']\n"
+        "sites:\n"
+        + "".join(
+            f"  - name: {name}\n    kind: local\n    cores: 2\n    memory: auto\n" + roots
+            for name in ("local", "alpha", "beta")
+        )
     )
     port = free_port()
     env = {

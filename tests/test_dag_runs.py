@@ -108,3 +108,26 @@ def test_transfer_outside_writable_roots_is_refused(run_dag, airflow_env):
     assert dep.status == "CREATE_FAILED"
     assert "/etc/stratoflow-x" in dep.status_reason
     assert not Path("/etc/stratoflow-x").exists()
+
+
+def test_provision_fails_over_to_the_next_site_and_records_why(run_dag, airflow_env):
+    store = Store.open()
+    # Another deployment holds all of alpha's cores: alpha refuses, beta takes the run.
+    assert store.reserve("alpha", "someone-else", 2, 1 << 30, 2, 1 << 40)
+    try:
+        result = run_dag(DAG_TEMPLATES / "failover.yaml")
+    finally:
+        store.release("alpha", "someone-else")
+    dep = result["deployment"]
+    assert dep.status == "CREATE_COMPLETE", dep.status_reason
+    assert dep.site == "beta"
+    assert dep.status_reason and "alpha" in dep.status_reason
+    assert "capacity" in dep.status_reason
+    assert any("alpha" in e for e in dep.outputs["failover"])
+    assert (
+        Path(dep.outputs["stage_out"]["results_dir"]) / "total.txt"
+    ).read_text() == "600 from 3\n"
+    assert not list(
+        (Path(airflow_env["STRATOFLOW_HOME"]) / "sites" / "alpha").glob("deployments/*")
+    )
+    _assert_torn_down(airflow_env, dep.id)

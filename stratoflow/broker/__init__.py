@@ -29,7 +29,8 @@ def rank_sites(
     """Return candidate site names, best first.
 
     An explicit ``site`` or ``sites`` list is honoured in the order given; otherwise every
-    site whose kind is allowed is a candidate, largest first. Sites that could never hold
+    site whose kind is allowed is a candidate, in catalogue order (the operator lists the
+    preferred site first). Sites that could never hold
     the request are dropped; if none is left the error says why for each.
     """
     site, sites, kinds = (
@@ -44,7 +45,7 @@ def rank_sites(
             known = ", ".join(sorted(offers)) or "none"
             raise TemplateError(Issue(path, f"unknown site '{name}' (known sites: {known})"))
     if not wanted:
-        wanted = sorted(offers, key=lambda n: (-offers[n].cores, n))
+        wanted = list(offers)
     reasons: list[str] = []
     candidates: list[str] = []
     for name in wanted:

@@ -24,8 +24,13 @@ def compute_for_site(name: str) -> Compute:
     return compute_for(sites[name])
 
 
-def storage_for_url(url: str) -> Storage:
-    return storage_for(url, catalogue())
+def storage_for_url(url: str, site: str | None = None) -> Storage:
+    """The storage backend for ``url``, configured from ``site`` when it serves the URL's
+    scheme (its roots and workdir apply), else from the first catalogue site that does."""
+    sites = catalogue()
+    if site in sites:
+        sites = {site: sites[site], **sites}
+    return storage_for(url, sites)
 
 
 def _size(value: Any) -> int:

@@ -18,13 +18,26 @@ class Outcome:
 def deployment_outcome(
     plan: dict,
     results: dict[str, Any],
-    failures: list[dict],
+    events: list[dict],
     inputs: dict[str, Any],
     usage: dict[str, Any],
 ) -> Outcome:
-    """``results`` maps step id -> the step's return value (None if it did not succeed)."""
+    """``results`` maps step id -> the step's return value (None if it did not succeed);
+    ``events`` are the deployment's step events, oldest first."""
     kinds = {s["id"]: s["kind"] for s in plan["steps"]}
-    problems = [_describe(f) for f in failures]
+    failures = [e for e in events if e.get("kind") == "failed"]
+    # Each provision try is one candidate site: its errors are the failover history.
+    site_errors = [
+        e.get("message") or ""
+        for e in events
+        if e.get("step") == m.PROVISION and e.get("kind") in ("retry", "failed")
+    ]
+    problems = []
+    for failure in failures:
+        if failure.get("step") == m.PROVISION and len(site_errors) > 1:
+            problems.append("provision failed at every candidate site: " + "; ".join(site_errors))
+        else:
+            problems.append(_describe(failure))
     provisioned = results.get(m.PROVISION) is not None
     for step_id, kind in kinds.items():
         if kind in (m.STAGE_OUT, m.TRANSFER) and results.get(step_id) is None and not problems:
@@ -37,8 +50,17 @@ def deployment_outcome(
             outputs[step_id] = results[step_id]
     for name, out in plan.get("outputs", {}).items():
         outputs[name] = m.resolve(out.get("value"), inputs) if inputs else out.get("value")
+    if site_errors and results.get(m.PROVISION):
+        outputs["failover"] = site_errors
     if problems:
         return Outcome("CREATE_FAILED", "; ".join(dict.fromkeys(problems)), outputs)
+    if site_errors and results.get(m.PROVISION):
+        site = results[m.PROVISION].get("site")
+        return Outcome(
+            "CREATE_COMPLETE",
+            f"completed at {site} after failover: " + "; ".join(site_errors),
+            outputs,
+        )
     return Outcome("CREATE_COMPLETE", "", outputs)
 
 

@@ -95,7 +95,7 @@ def stage_files(
     staged: list[StagedFile] = []
     moved = 0
     for ref, dest in zip(files, dests, strict=True):
-        storage = storage_for(ref["url"])
+        storage = storage_for(ref["url"], site)
         copy = storage.copy(
             ref["url"],
             dest,

@@ -34,11 +34,15 @@ class ReportOperator(StratoflowOperator):
             for step_id, kind in kinds.items()
             if kind in (PROVISION, STAGE_OUT, TEARDOWN, TRANSFER)
         }
+        self.log.info(
+            "steps that returned a result: %s",
+            sorted(k for k, v in results.items() if v is not None),
+        )
         bound = self.bound(context)
         outcome = deployment_outcome(
             self.plan,
             results,
-            self.store.step_events(deployment_id, kind="failed"),
+            self.store.step_events(deployment_id),
             bound.get("inputs") or {},
             self.store.usage_totals(deployment_id),
         )
