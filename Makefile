@@ -14,7 +14,12 @@ export PATH := $(BIN):$(PATH)
 
 install: $(VENV)/.installed
 
+# M2Crypto (needed by the fts3 client) builds from source with Debian's swig and libssl-dev.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 $(VENV)/.installed: pyproject.toml requirements.lock
+	command -v swig >/dev/null && test -e /usr/include/openssl/ssl.h || \
+	  $(SUDO) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq swig libssl-dev'
 	$(PYTHON) -c 'import sys; assert sys.version_info[:2] in ((3, 11), (3, 12)), "Python 3.11 or 3.12 is needed"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q uv==0.13.8

@@ -61,7 +61,7 @@ def _secret(home: Path, name: str) -> str:
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_urlsafe(32))
+            fh.write(secrets.token_urlsafe(64))  # HS512 wants >= 64 bytes
     return path.read_text().strip()
 
 

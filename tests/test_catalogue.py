@@ -60,7 +60,8 @@ def test_errors_name_the_field(tmp_path):
     with pytest.raises(TemplateError) as e:
         load_catalogue(p)
     msg = str(e.value)
-    assert "sites[0].kind: unknown site kind 'foo'; expected one of local" in msg
+    expected = "ec2, fts3, kubernetes, local, openstack, s3"
+    assert f"sites[0].kind: unknown site kind 'foo'; expected one of {expected}" in msg
     assert "sites[1].cores: expected a positive integer or 'auto'" in msg
     assert "sites[1].allowed_roots: expected a list" in msg
     assert "sites[2].name: duplicate site name 'b'" in msg

@@ -60,6 +60,10 @@ class JobOperator(StratoflowOperator):
         )
 
     def execute_complete(self, context: Any, event: dict | None = None) -> dict:
+        if not event:
+            # A retry can resume at this method without an event (the previous try failed
+            # here); start or adopt the job again: start_job is idempotent.
+            return self.execute(context)
         def complete() -> dict:
             alloc = self._alloc(context)
             status = compute_for_site(alloc.site).job_status(alloc, event["handle"])

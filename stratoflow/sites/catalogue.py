@@ -194,3 +194,16 @@ def storage_for(url: str, catalogue: dict[str, SiteConfig]) -> Storage:
         if site.kind == kind:
             return _load(target)(site.name, dict(site.config))
     raise TemplateError(Issue("", f"{url}: no site of kind {kind!r} in the site catalogue"))
+
+
+def _register_builtin_backends() -> None:
+    """Every backend shipped with Stratoflow. Registration stores import strings only; no
+    client library (openstacksdk, kubernetes, boto3, fts3) is imported until a site of that
+    kind is used."""
+    from stratoflow.sites import ec2, fts3, kubernetes, openstack, s3
+
+    for backend in (openstack, kubernetes, ec2, s3, fts3):
+        backend.register()
+
+
+_register_builtin_backends()

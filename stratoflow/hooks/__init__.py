@@ -1,0 +1,1 @@
+"""Airflow hooks: credentials from Airflow Connections, clients for the site backends."""

@@ -1,0 +1,32 @@
+"""The kubernetes site: a namespace per deployment, a pod per job attempt.
+
+``register()`` adds the kind to the site catalogue. It imports neither the kubernetes client
+nor Airflow: those load on first use, so listing sites stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from stratoflow.sites.kubernetes.config import validate_site
+
+if TYPE_CHECKING:
+    from stratoflow.sites.kubernetes.compute import KubernetesCompute
+
+__all__ = ["KubernetesCompute", "register", "validate_site"]
+
+
+def register() -> None:
+    """Make ``kind: kubernetes`` known to the site catalogue."""
+    from stratoflow.sites.catalogue import register_compute
+
+    register_compute("kubernetes", "stratoflow.sites.kubernetes:KubernetesCompute", validate_site)
+
+
+def __getattr__(name: str) -> Any:
+    # The catalogue resolves "stratoflow.sites.kubernetes:KubernetesCompute" by getattr.
+    if name == "KubernetesCompute":
+        from stratoflow.sites.kubernetes.compute import KubernetesCompute
+
+        return KubernetesCompute
+    raise AttributeError(name)

@@ -1,0 +1,25 @@
+"""The OpenStack site: Nova servers (openstacksdk), floating IPs, Keystone credentials from
+an Airflow Connection. See docs/sites-openstack.md."""
+
+from __future__ import annotations
+
+from stratoflow.sites.openstack.config import OpenStackConfig, validate_entry
+
+
+def register() -> None:
+    """Make kind ``openstack`` known to the site catalogue. Cheap: openstacksdk is only
+    imported when a site of this kind is used."""
+    from stratoflow.sites.catalogue import register_compute
+
+    register_compute("openstack", "stratoflow.sites.openstack:OpenStackCompute", validate_entry)
+
+
+def __getattr__(name: str):  # lazy, so importing the package does not import openstacksdk
+    if name == "OpenStackCompute":
+        from stratoflow.sites.openstack.compute import OpenStackCompute
+
+        return OpenStackCompute
+    raise AttributeError(name)
+
+
+__all__ = ["OpenStackCompute", "OpenStackConfig", "register", "validate_entry"]

@@ -1,0 +1,121 @@
+"""Teardown of an OpenStack site's resources, shared by ``teardown`` and by the cleanup of
+a failed provision (Airflow never runs the teardown of a setup task that failed)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from stratoflow.errors import SiteError
+from stratoflow.sites.base import Allocation
+from stratoflow.sites.openstack.api import is_not_found
+
+log = logging.getLogger(__name__)
+KINDS = ("server", "floating_ip")
+
+
+class TeardownMixin:
+    """Needs ``name``, ``cfg``, ``call``, ``conn``, ``find_server`` and ``find_fip``."""
+
+    name: str
+    cfg: Any
+    call: Any
+    conn: Any
+    find_server: Any
+    find_fip: Any
+
+    def cleanup_attempt(self, deployment_id: str, ledger: Any, cause: BaseException) -> None:
+        """Delete what a failed provision holds here. Airflow never runs the teardown of a
+        setup that failed, so this is the only cleanup until the reaper. It must not hide
+        ``cause``: its own failures are logged, and the records say what is left."""
+        try:
+            self.teardown(deployment_id, ledger)
+        except Exception as e:
+            log.error("openstack %s: cleanup after %r left resources: %s", self.name, cause, e)
+
+    def teardown(self, deployment_id: str, ledger: Any, alloc: Allocation | None = None) -> None:
+        records = [
+            r for r in ledger.resources(deployment_id) if r.site == self.name and r.kind in KINDS
+        ]
+        for r in records:
+            if hasattr(ledger, "mark_resource_deleting") and r.state != "deleting":
+                ledger.mark_resource_deleting(r.key)
+        errors: list[str] = []
+        # Floating IPs first: a server cannot go while something still points at its port.
+        for r in (r for r in records if r.kind == "floating_ip"):
+            try:
+                ids = {r.external_id} - {None}
+                found = self.find_fip(r.key)
+                ids |= {found.id} if found is not None else set()
+                for fid in ids:
+                    self.call(
+                        "delete floating IP", self.conn.network.delete_ip, fid, ignore_missing=True
+                    )
+                ledger.mark_resource_deleted(r.key)
+            except SiteError as e:
+                errors.append(self._failed(ledger, r.key, e))
+        servers: dict[str, tuple[Any, set[str]]] = {}  # server id -> (record, port ids)
+        for r in (r for r in records if r.kind == "server"):
+            try:
+                found = self.find_server(r.key)
+                for sid in ({r.external_id} | {found.id if found else None}) - {None}:
+                    ports = self.call(
+                        "list ports", lambda s=sid: list(self.conn.network.ports(device_id=s))
+                    )
+                    servers[sid] = (r, {p.id for p in ports})
+                    self.call(
+                        "delete server", self.conn.compute.delete_server, sid, ignore_missing=True
+                    )
+                if not ({r.external_id} | {found.id if found else None}) - {None}:
+                    ledger.mark_resource_deleted(r.key)  # never created: nothing to wait for
+            except SiteError as e:
+                errors.append(self._failed(ledger, r.key, e))
+        errors += self._await_gone(servers, ledger)
+        if hasattr(ledger, "release"):
+            ledger.release(self.name, deployment_id)
+        if errors:
+            raise SiteError(
+                f"openstack: teardown of {deployment_id} at site {self.name!r}"
+                f" incomplete: {'; '.join(errors)}"
+            )
+
+    def _await_gone(self, servers: dict[str, tuple[Any, set[str]]], ledger: Any) -> list[str]:
+        errors: list[str] = []
+        deadline = time.monotonic() + self.cfg.delete_timeout_s
+        pending = dict(servers)
+        while pending:
+            for sid, (rec, ports) in list(pending.items()):
+                try:
+                    self.call("get server", self.conn.compute.get_server, sid)
+                except SiteError as e:
+                    if not is_not_found(e.__cause__ or e):
+                        errors.append(self._failed(ledger, rec.key, e))
+                        del pending[sid]
+                        continue
+                    try:  # Nova deletes the ports it made, but not always: finish the job
+                        for pid in ports:
+                            self.call(
+                                "delete port",
+                                self.conn.network.delete_port,
+                                pid,
+                                ignore_missing=True,
+                            )
+                        del pending[sid]
+                        if all(s not in pending for s, (r, _) in servers.items() if r is rec):
+                            ledger.mark_resource_deleted(rec.key)
+                    except SiteError as pe:
+                        errors.append(self._failed(ledger, rec.key, pe))
+                        del pending[sid]
+            if pending and time.monotonic() > deadline:
+                for sid, (rec, _) in pending.items():
+                    errors.append(self._failed(ledger, rec.key, f"server {sid} still exists"))
+                break
+            if pending:
+                time.sleep(self.cfg.poll_interval_s)
+        return errors
+
+    def _failed(self, ledger: Any, key: str, e: BaseException | str) -> str:
+        if hasattr(ledger, "mark_resource_failed"):
+            ledger.mark_resource_failed(key, str(e))
+        return f"{key}: {e}"

@@ -1,0 +1,142 @@
+"""Site entries of kind ``s3``: validation, parsed config, and the storage-only Compute.
+
+The catalogue (``stratoflow.sites.catalogue``) requires every site to have a registered
+compute kind, so an object store is declared as a site of kind ``s3`` whose Compute refuses
+to provision: the broker sees no capacity there (cores 0) and never places jobs on it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stratoflow.errors import Issue, SiteError
+from stratoflow.sites.base import Allocation, Compute, HostRequest, JobSpec, JobStatus
+from stratoflow.sites.local.config import expand
+
+MIB = 1 << 20
+S3_MIN_PART = 5 * MIB  # S3 refuses multipart parts below 5 MiB (except the last)
+
+FIELDS = {
+    "name": "site name",
+    "kind": "s3",
+    "conn_id": "Airflow connection id holding the access key (login) and secret (password)",
+    "endpoint_url": "S3 endpoint URL (omit for AWS itself)",
+    "region": "region name",
+    "multipart_threshold": "bytes above which transfers are multipart (>= 5 MiB)",
+    "multipart_chunksize": "part size in bytes (>= 5 MiB)",
+    "max_concurrency": "parallel part transfers",
+    "max_attempts": "botocore attempts per request (retries of transient errors)",
+    "allowed_roots": "local directories uploads may read from",
+    "writable_roots": "local directories downloads may write to",
+}
+
+
+@dataclass(frozen=True)
+class S3Config:
+    conn_id: str
+    endpoint_url: str | None
+    region: str | None
+    multipart_threshold: int
+    multipart_chunksize: int
+    max_concurrency: int
+    max_attempts: int | None
+    allowed_roots: tuple[Path, ...]
+    writable_roots: tuple[Path, ...]
+
+    @classmethod
+    def from_dict(cls, name: str, config: dict[str, Any]) -> S3Config:
+        issues = validate_entry(f"site {name}", {"name": name, "kind": "s3", **config})
+        if issues:
+            raise SiteError("; ".join(str(i) for i in issues))
+
+        def roots(key: str) -> tuple[Path, ...]:
+            values = config.get(key)
+            if values is None:
+                values = ["{home}"]  # as the local site: STRATOFLOW_HOME, nothing else
+            return tuple(Path(expand(str(v))).expanduser().resolve() for v in values)
+
+        return cls(
+            conn_id=config["conn_id"],
+            endpoint_url=config.get("endpoint_url"),
+            region=config.get("region"),
+            multipart_threshold=int(config.get("multipart_threshold", 64 * MIB)),
+            multipart_chunksize=int(config.get("multipart_chunksize", 64 * MIB)),
+            max_concurrency=int(config.get("max_concurrency", 4)),
+            max_attempts=config.get("max_attempts"),
+            allowed_roots=roots("allowed_roots"),
+            writable_roots=roots("writable_roots"),
+        )
+
+
+def _int_at_least(path: str, value: Any, low: int) -> list[Issue]:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= low:
+        return []
+    return [Issue(path, f"expected an integer >= {low}, got {value!r}")]
+
+
+def validate_entry(path: str, entry: dict[str, Any]) -> list[Issue]:
+    """Every fault of an ``s3`` site entry, each at its field's path."""
+    issues = [
+        Issue(f"{path}.{k}", f"unknown field; expected one of {', '.join(sorted(FIELDS))}")
+        for k in entry
+        if k not in FIELDS
+    ]
+    if not isinstance(entry.get("conn_id"), str) or not entry["conn_id"]:
+        issues.append(Issue(f"{path}.conn_id", f"required: {FIELDS['conn_id']}"))
+    url = entry.get("endpoint_url")
+    if url is not None and (not isinstance(url, str) or not re.match(r"^https?://", url)):
+        issues.append(Issue(f"{path}.endpoint_url", f"expected an http(s) URL, got {url!r}"))
+    if "region" in entry and not isinstance(entry["region"], str):
+        issues.append(Issue(f"{path}.region", "expected a region name string"))
+    for key in ("multipart_threshold", "multipart_chunksize"):
+        if key in entry:
+            issues += _int_at_least(f"{path}.{key}", entry[key], S3_MIN_PART)
+    for key in ("max_concurrency", "max_attempts"):
+        if key in entry:
+            issues += _int_at_least(f"{path}.{key}", entry[key], 1)
+    for key in ("allowed_roots", "writable_roots"):
+        roots = entry.get(key)
+        if roots is None:
+            continue
+        if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
+            issues.append(Issue(f"{path}.{key}", "expected a list of directory paths"))
+            continue
+        for i, root in enumerate(roots):
+            if not os.path.isabs(os.path.expanduser(root.replace("{home}", "/"))):
+                issues.append(Issue(f"{path}.{key}[{i}]", f"{root!r} is not an absolute path"))
+    return issues
+
+
+class S3StorageSite(Compute):
+    """The Compute face of a storage-only site: it has no hosts and runs no jobs."""
+
+    kind = "s3"
+
+    def _refuse(self) -> SiteError:
+        return SiteError(
+            f"s3: site {self.name!r} is an object store (kind s3); it cannot provision hosts"
+            " or run jobs. Place the deployment on a compute site and stage data from it."
+        )
+
+    def provision(self, deployment_id: str, hosts: list[HostRequest], ledger: Any) -> Allocation:
+        raise self._refuse()
+
+    def start_job(self, alloc: Allocation, job: JobSpec) -> str:
+        raise self._refuse()
+
+    def job_status(self, alloc: Allocation, handle: str) -> JobStatus:
+        raise self._refuse()
+
+    def job_log(self, alloc: Allocation, handle: str) -> Iterator[str]:
+        raise self._refuse()
+
+    def cancel_job(self, alloc: Allocation, handle: str) -> None:
+        raise self._refuse()
+
+    def teardown(self, deployment_id: str, ledger: Any, alloc: Allocation | None = None) -> None:
+        return None  # nothing is ever provisioned here, so there is nothing to remove
