@@ -64,6 +64,7 @@ class JobOperator(StratoflowOperator):
             # A retry can resume at this method without an event (the previous try failed
             # here); start or adopt the job again: start_job is idempotent.
             return self.execute(context)
+
         def complete() -> dict:
             alloc = self._alloc(context)
             status = compute_for_site(alloc.site).job_status(alloc, event["handle"])
