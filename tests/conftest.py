@@ -200,9 +200,14 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         yield env
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def airflow_up(airflow_env: dict[str, str]):
-    """The embedded Airflow (`airflow standalone`) running on airflow_env's home and port."""
+    """The embedded Airflow (`airflow standalone`) running on airflow_env's home and port.
+
+    Module-scoped on purpose: `run_dag` runs `airflow dags test` on the same home, and a
+    live dag-processor and scheduler beside it race it for the `dag` rows and for the
+    test run's task instances (seen in CI as UNIQUE constraint failures on dag.dag_id).
+    """
     from stratoflow import embedded
 
     embedded.start(wait_s=300)
@@ -223,6 +228,8 @@ def run_dag(airflow_env: dict[str, str]):
     from stratoflow.store import Store, deployment_id_for
 
     def run(template: Path, conf: dict | None = None, timeout: float = 400) -> dict:
+        pidfile = Path(airflow_env["AIRFLOW_HOME"]) / "standalone.pid"
+        assert not pidfile.exists(), "airflow standalone is up on run_dag's home"
         _topology, plan = register(str(template))
         airflow = str(Path(sys.executable).with_name("airflow"))
         proc = subprocess.run(
