@@ -84,5 +84,5 @@ def test_storage_registry(tmp_path):
     assert isinstance(storage_for("/tmp/x", cat), LocalStorage)
     with pytest.raises(TemplateError, match="no storage backend for scheme 'gopher'"):
         storage_for("gopher://example.org/x", cat)
-    with pytest.raises(TemplateError, match="no site of kind 'local'"):
+    with pytest.raises(TemplateError, match="no site of kind local or kubernetes"):
         storage_for("file:///tmp/x", {})

@@ -42,7 +42,9 @@ class _Backend:
 
 
 COMPUTE_KINDS: dict[str, _Backend] = {}
-STORAGE_SCHEMES: dict[str, tuple[str, str]] = {}  # scheme -> (site kind, "module:Class")
+# scheme -> {site kind: "module:Class"}: one scheme may be served by several kinds, e.g.
+# file:// by local sites and by kubernetes sites whose workdir is a shared filesystem.
+STORAGE_SCHEMES: dict[str, dict[str, str]] = {}
 
 
 def register_compute(kind: str, target: str, validate: Validator | None = None) -> None:
@@ -50,7 +52,7 @@ def register_compute(kind: str, target: str, validate: Validator | None = None) 
 
 
 def register_storage(scheme: str, kind: str, target: str) -> None:
-    STORAGE_SCHEMES[scheme] = (kind, target)
+    STORAGE_SCHEMES[scheme] = {**STORAGE_SCHEMES.get(scheme, {}), kind: target}
 
 
 def _load(target: str) -> Any:
@@ -179,7 +181,8 @@ def compute_for(site: SiteConfig) -> Compute:
 
 
 def storage_for(url: str, catalogue: dict[str, SiteConfig]) -> Storage:
-    """The storage backend for ``url``, configured from the first catalogue site of its kind."""
+    """The storage backend for ``url``, configured from the first catalogue site whose kind
+    serves the URL's scheme (callers put the deployment's own site first)."""
     scheme = urlparse(url).scheme.lower()
     if scheme not in STORAGE_SCHEMES:
         raise TemplateError(
@@ -189,11 +192,13 @@ def storage_for(url: str, catalogue: dict[str, SiteConfig]) -> Storage:
                 f"known: {', '.join(sorted(s for s in STORAGE_SCHEMES if s))}",
             )
         )
-    kind, target = STORAGE_SCHEMES[scheme]
+    kinds = STORAGE_SCHEMES[scheme]
     for site in catalogue.values():
-        if site.kind == kind:
-            return _load(target)(site.name, dict(site.config))
-    raise TemplateError(Issue("", f"{url}: no site of kind {kind!r} in the site catalogue"))
+        if site.kind in kinds:
+            return _load(kinds[site.kind])(site.name, dict(site.config))
+    raise TemplateError(
+        Issue("", f"{url}: no site of kind {' or '.join(kinds)} in the site catalogue")
+    )
 
 
 def _register_builtin_backends() -> None:

@@ -32,6 +32,8 @@ FIELDS = {
     "cores": "cores the site offers Stratoflow (integer)",
     "memory": "memory the site offers Stratoflow, bytes (integer)",
     "workdir": "a directory every pod can mount via hostPath (shared filesystem)",
+    "allowed_roots": "directories stage-in may read from besides the workdir ({include}, ...)",
+    "writable_roots": "directories stage-out may write to (default: the Stratoflow home)",
     "namespace_prefix": "prefix of namespace names (overrides the connection's extra)",
     "image": "container image for jobs that name none",
     "api_retries": "attempts per API call on 5xx and lost replies (default 6)",
@@ -121,6 +123,10 @@ def validate_site(path: str, entry: dict[str, Any]) -> list[Issue]:
     for key in ("workdir", "image"):
         if key in entry and not isinstance(entry[key], str):
             issues.append(Issue(f"{path}.{key}", "expected a string"))
+    for key in ("allowed_roots", "writable_roots"):
+        v = entry.get(key)
+        if v is not None and not (isinstance(v, list) and all(isinstance(r, str) for r in v)):
+            issues.append(Issue(f"{path}.{key}", "expected a list of directory paths"))
     prefix = entry.get("namespace_prefix")
     if prefix is not None and (not isinstance(prefix, str) or not PREFIX.match(prefix)):
         issues.append(

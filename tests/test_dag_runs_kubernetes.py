@@ -1,0 +1,103 @@
+"""Real DAG runs (`airflow dags test`) on a kubernetes site: the real ``kubernetes`` client
+over real HTTP against the fake API server and kubelet in ``tests/fakes/kube_server.py``.
+
+The demo campaign must run unchanged, with only its ``site`` input changed, and give the
+same histogram as on the local site; teardown must leave no namespace and no pod, and the
+site's token must reach neither the task logs, nor XCom, nor the run's conf.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from stratoflow.store import Store
+
+pytest.importorskip("kubernetes")
+
+from tests.fakes.kube_server import FakeKube  # noqa: E402
+
+pytestmark = pytest.mark.airflow
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "include" / "templates" / "dimuon_campaign.yaml"
+TOKEN = "sk-kube-dagrun-3c1e5a7f-secret"
+CONN_ID = "stratoflow_k8s_dagrun"
+
+
+@pytest.fixture(scope="module")
+def k8s_site(airflow_env: dict[str, str]):
+    """Add site ``k8s`` (kind kubernetes) to the session's catalogue, served by a fake."""
+    fake = FakeKube(TOKEN, seed=11).start()
+    sites = Path(airflow_env["STRATOFLOW_SITES"])
+    before = sites.read_text()
+    workdir = Path(airflow_env["STRATOFLOW_HOME"]) / "sites" / "k8s"
+    sites.write_text(
+        before
+        + "  - name: k8s\n    kind: kubernetes\n"
+        + f"    conn_id: {CONN_ID}\n    cores: 4\n    memory: 8589934592\n"
+        + f"    workdir: {workdir}\n    api_backoff_s: 0.05\n    kill_grace_s: 1\n"
+        + "    allowed_roots: ['{include}']\n"
+    )
+    conn = {"conn_type": "kubernetes_site", "host": fake.url, "password": TOKEN}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
+        from stratoflow.execution import placement
+
+        placement.catalogue.cache_clear()
+        try:
+            yield {"fake": fake, "workdir": workdir}
+        finally:
+            sites.write_text(before)
+            placement.catalogue.cache_clear()
+            fake.stop()
+
+
+def _histogram(dep) -> dict:
+    results = Path(dep.outputs["stage_out"]["results_dir"])
+    return json.loads((results / "mass_histogram.json").read_text())
+
+
+def _secret_places(airflow_env: dict[str, str], result: dict) -> dict[str, str]:
+    """Everything a user or operator can read about the run: its task logs (`dags test`
+    prints them; any log files too), its XComs and its conf (read straight from the test's
+    own metadata DB)."""
+    home = Path(airflow_env["AIRFLOW_HOME"])
+    run_id = result["run_id"]
+    logs = result["log"] + "".join(
+        p.read_text(errors="replace") for p in (home / "logs").rglob("*") if p.is_file()
+    )
+    with sqlite3.connect(home / "airflow.db") as db:
+        xcom = db.execute("SELECT value FROM xcom WHERE run_id = ?", (run_id,)).fetchall()
+        conf = db.execute("SELECT conf FROM dag_run WHERE run_id = ?", (run_id,)).fetchall()
+    return {"logs": logs, "xcom": repr(xcom), "conf": repr(conf)}
+
+
+def test_demo_campaign_runs_unchanged_on_kubernetes(run_dag, airflow_env, k8s_site):
+    local = run_dag(DEMO)["deployment"]
+    assert local.status == "CREATE_COMPLETE", local.status_reason
+
+    result = run_dag(DEMO, {"site": "k8s"})
+    dep = result["deployment"]
+    assert dep is not None, result["log"][-3000:]
+    assert dep.status == "CREATE_COMPLETE", dep.status_reason
+    assert dep.site == "k8s"
+    assert _histogram(dep) == _histogram(local)
+    names = sorted(Path(f["url"]).name for f in dep.outputs["stage_out"]["files"])
+    assert names == ["mass_histogram.json", "mass_spectrum.png"]
+
+    fake = k8s_site["fake"]
+    assert fake.live() == (0, 0), "namespaces or pods left behind"
+    assert not list((k8s_site["workdir"] / "deployments").glob("*")), "sandbox left behind"
+    store = Store.open()
+    assert store.resources(dep.id) == []
+    records = store.resources(dep.id, include_deleted=True)
+    assert [r.kind for r in records] == ["namespace"] and records[0].site == "k8s"
+
+    places = _secret_places(airflow_env, result)
+    assert "started at k8s" in places["logs"] and places["xcom"] != "[]"
+    for where, text in places.items():
+        assert TOKEN not in text, f"the site token leaked into the {where}"
