@@ -254,3 +254,17 @@ def test_an_instance_terminated_behind_our_back_is_replaced(make_site, sqlite_st
     assert second.data["instance_ids"] != first.data["instance_ids"]
     assert [i["InstanceId"] for i in instances(moto_ec2, site.name)] == second.data["instance_ids"]
     site.teardown("dep-8", sqlite_store)
+
+
+def test_reaper_deletes_orphans_and_keeps_live_deployments(
+    make_site, sqlite_store, moto_ec2, tmp_path
+):
+    from tests.reaper_scenario import run_reaper_scenario
+
+    site = make_site()
+
+    def provision(dep: str, ledger) -> None:
+        site.provision(dep, [HostRequest("w", count=2)], ledger)
+
+    run_reaper_scenario(site, sqlite_store, provision, tmp_path)
+    assert instances(moto_ec2, site.name) == []

@@ -105,8 +105,9 @@ def test_provision_labels_adopts_and_tears_down(site, store, kube, tmp_path):
     # A retried provision adopts: same namespace, no second create.
     again = site.provision("dep1", HOSTS, store)
     assert again.data["namespace"] == ns and len(kube.namespaces) == 1
-    (key, name, created), *_ = site.list_tagged()
-    assert (key, name) == (rec.key, ns) and isinstance(created, datetime)
+    (tagged,) = site.list_tagged()
+    assert (tagged.kind, tagged.key, tagged.external_id) == ("namespace", rec.key, ns)
+    assert isinstance(tagged.created_at, datetime) and tagged.created_at.tzinfo is not None
     site.teardown("dep1", store, alloc)
     assert kube.live() == (0, 0) and not Path(alloc.workdir).exists()
     assert store.resources("dep1") == [] and store.resources("dep1", True)[0].state == "deleted"
@@ -336,3 +337,14 @@ def test_slow_api_timeout_then_cleanup(tmp_path, kube, store, monkeypatch):
         time.sleep(0.05)
     slow.teardown("dep9", store)
     assert wait_empty(kube) == (0, 0) and store.live_resources("k8s") == []
+
+
+def test_reaper_deletes_orphans_and_keeps_live_deployments(site, store, kube, tmp_path):
+    from tests.reaper_scenario import run_reaper_scenario
+
+    def provision(dep: str, ledger: Store) -> None:
+        site.provision(dep, HOSTS, ledger)
+
+    run_reaper_scenario(site, store, provision, tmp_path)
+    assert wait_empty(kube) == (0, 0)
+    assert not list((tmp_path / "shared" / "deployments").glob("*"))  # sandboxes too

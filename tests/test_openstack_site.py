@@ -81,7 +81,9 @@ def test_password_auth_two_hosts_smallest_flavor(monkeypatch, fake, sqlite_store
     assert {(r.kind, r.state.value) for r in records} == {("server", "created")}
     assert {r.external_id for r in records} == set(fake.servers)
     assert alloc.cores == 4 and alloc.to_dict()["data"]["conn_id"]
-    assert sorted(k for k, _, _ in os_site.list_tagged()) == sorted(h["name"] for h in alloc.hosts)
+    tagged = os_site.list_tagged()
+    assert sorted(t.key for t in tagged) == sorted(h["name"] for h in alloc.hosts)
+    assert {t.kind for t in tagged} == {"server"} and all(t.created_at for t in tagged)
 
     again = os_site.provision("dep-a", hosts, sqlite_store)  # a retried task adopts
     assert [h["server_id"] for h in again.hosts] == [h["server_id"] for h in alloc.hosts]
@@ -315,3 +317,20 @@ def test_hook_auth_kwargs_and_missing_connection():
         auth_kwargs(None, "alice", "pw", {})
     with pytest.raises(SiteError, match="cannot read Airflow connection 'os_nowhere'"):
         OpenStackHook("os_nowhere").get_conn()
+
+
+def test_reaper_deletes_orphans_and_keeps_live_deployments(
+    monkeypatch, fake, sqlite_store, tmp_path
+):
+    from tests.reaper_scenario import run_reaper_scenario
+
+    os_site = site(password_conn(monkeypatch, fake))
+    fake.leak_ports_on_delete = True  # the reaper must remove what Nova leaves behind
+
+    def provision(dep: str, ledger) -> None:
+        os_site.provision(
+            dep, [HostRequest("w"), HostRequest("head", public_endpoint=True)], ledger
+        )
+
+    run_reaper_scenario(os_site, sqlite_store, provision, tmp_path)
+    assert fake.leftovers() == {"servers": [], "ports": [], "floatingips": []}

@@ -15,6 +15,7 @@ from stratoflow.store.migrate import HEAD_REVISION, MIGRATIONS_DIR, current_revi
 from stratoflow.store.schema import VERSION_TABLE, metadata
 
 TABLES = {"plans", "deployments", "step_events", "resources", "reservations", "usage"}
+TABLES |= {"reaper_actions"}
 
 
 def test_head_constant_matches_revision_scripts():

@@ -9,6 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 
@@ -89,6 +90,30 @@ class JobStatus:
         return self.state != "running"
 
 
+@dataclass(frozen=True)
+class TaggedResource:
+    """A resource found at a site carrying Stratoflow's tags, as the orphan reaper sees it."""
+
+    kind: str  # the resource record's kind: "server", "floating_ip", "instance", "namespace"
+    external_id: str
+    key: str  # the idempotency key it carries ("" when the tag is missing)
+    created_at: datetime | None  # timezone-aware; None when the site does not say
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A cloud API's timestamp (ISO 8601 string or datetime) as an aware UTC datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class Compute(ABC):
     """Provision hosts at a site, run jobs on them, tear them down."""
 
@@ -128,6 +153,15 @@ class Compute(ABC):
     ) -> None:
         """Delete every resource the ledger holds for the deployment at this site.
         Idempotent; keeps staged-out results (they live outside the allocation)."""
+
+    def list_tagged(self) -> list[TaggedResource]:
+        """Every resource at this site that carries Stratoflow's tags (for the reaper).
+        Sites that create nothing outside their sandbox directory have none."""
+        return []
+
+    def delete_tagged(self, resource: TaggedResource) -> None:
+        """Delete one resource ``list_tagged`` returned; gone already is not an error."""
+        raise NotImplementedError(f"{self.kind} sites list no tagged resources")
 
 
 @dataclass

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 # Must equal the newest revision in migrations/versions (a test checks this): knowing it
 # without parsing the revision scripts keeps the already-migrated path fast.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -41,16 +41,22 @@ def current_revision(conn: Connection) -> str | None:
 
     Leaves ``conn`` outside any transaction.
     """
-    try:
-        rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
-    except exc.DBAPIError:
-        conn.rollback()
-        # Only a missing table means "never migrated"; anything else (a locked or
-        # unreachable database) must surface, not trigger a migration.
-        if inspect(conn).has_table(VERSION_TABLE):
-            raise
-        conn.rollback()
-        return None
+    for attempt in range(3):
+        try:
+            rows = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+            break
+        except exc.DBAPIError:
+            conn.rollback()
+            # Only a missing table means "never migrated"; anything else (a locked or
+            # unreachable database) must surface, not trigger a migration.
+            if not inspect(conn).has_table(VERSION_TABLE):
+                conn.rollback()
+                return None
+            conn.rollback()
+            # The table exists now: another process's migration committed between our
+            # SELECT and the check (seen on PostgreSQL in CI). Read it again.
+            if attempt == 2:
+                raise
     conn.rollback()
     if len(rows) > 1:
         raise StoreError(f"store has several schema heads {rows}; migrate it by hand")

@@ -157,3 +157,19 @@ usage = Table(
     Column("bytes_moved", BigInteger, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+reaper_actions = Table(
+    "reaper_actions",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("run_id", String(250), nullable=False),
+    Column("site", String(255), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("external_id", String(255), nullable=False),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("deployment_id", String(36), nullable=True),
+    Column("action", String(16), nullable=False),  # "deleted" | "failed" | "would_delete"
+    Column("reason", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "site", "created_at"),
+)

@@ -14,6 +14,7 @@ from stratoflow.store.config import default_store_url
 from stratoflow.store.engine import make_engine
 from stratoflow.store.migrate import ensure_migrated
 from stratoflow.store.models import Deployment, DeploymentStatus, NotFound, StoreError
+from stratoflow.store.reaper_log import ReaperLog
 from stratoflow.store.resources import ResourceOps
 from stratoflow.store.schema import deployments, plans, step_events, utcnow
 
@@ -46,7 +47,7 @@ def _deployment(row: Row[Any]) -> Deployment:
     )
 
 
-class Store(ResourceOps):
+class Store(ResourceOps, ReaperLog):
     """Stratoflow's own state. Safe to use from many processes at once.
 
     Every method is one short transaction; nothing returned holds a connection.

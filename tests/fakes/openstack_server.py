@@ -345,6 +345,7 @@ class FakeOpenStack:
         self.fips[fid] = {"id": fid, "floating_network_id": net["id"], "port_id": None}
         self.fips[fid] |= {"floating_ip_address": address, "fixed_ip_address": None, "tags": []}
         self.fips[fid] |= {"description": f.get("description", ""), "status": "DOWN"}
+        self.fips[fid] |= {"created_at": _now(), "updated_at": _now()}
         if f.get("port_id"):
             status, out, _ = self._update_fip(q, {"floatingip": {"port_id": f["port_id"]}}, {}, fid)
             if status != 200:

@@ -23,7 +23,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from stratoflow.errors import SiteError
-from stratoflow.sites.base import Allocation, Compute, HostRequest, JobSpec, JobStatus
+from stratoflow.sites.base import (
+    Allocation,
+    Compute,
+    HostRequest,
+    JobSpec,
+    JobStatus,
+    TaggedResource,
+    parse_time,
+)
 from stratoflow.sites.ec2.config import EC2Config, InstanceType
 
 log = logging.getLogger(__name__)
@@ -340,20 +348,24 @@ class EC2Compute(Compute):
                 )
             time.sleep(self.cfg.poll_interval_s)
 
-    def list_tagged(self) -> list[dict]:
+    def list_tagged(self) -> list[TaggedResource]:
         """Live instances Stratoflow launched at this site, for the orphan reaper."""
         return [
-            {
-                "instance_id": x["InstanceId"],
-                "state": x["State"]["Name"],
-                "key": _tag(x, "stratoflow:key"),
-                "deployment_id": _tag(x, "stratoflow:deployment"),
-                "launch_time": x.get("LaunchTime"),
-            }
+            TaggedResource(
+                "instance",
+                x["InstanceId"],
+                _tag(x, "stratoflow:key") or "",
+                parse_time(x.get("LaunchTime")),
+            )
             for x in self._find(
                 [{"Name": "tag:stratoflow:site", "Values": [self.name]}], LIVE + ["shutting-down"]
             )
         ]
+
+    def delete_tagged(self, resource: TaggedResource) -> None:
+        if resource.kind != "instance":
+            raise SiteError(f"ec2: cannot delete a {resource.kind}")
+        self._terminate([resource.external_id], self.cfg.terminate_timeout_s)
 
     # ---- jobs: need an agent on the hosts ------------------------------------------
 

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import logging
 import shutil
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from stratoflow.errors import SiteError
-from stratoflow.sites.base import Allocation, Compute, HostRequest
+from stratoflow.sites.base import Allocation, Compute, HostRequest, TaggedResource
 from stratoflow.sites.kubernetes.api import KubeApi
 from stratoflow.sites.kubernetes.config import (
     L_DEPLOYMENT,
@@ -230,19 +229,35 @@ class KubernetesCompute(PodJobs, Compute):
         if hasattr(ledger, "release"):
             ledger.release(self.name, deployment_id)
 
-    def list_tagged(self, site: str | None = None) -> list[tuple[str, str, datetime]]:
-        """(idempotency key, namespace, created at) of every namespace this site labelled."""
-        selector = f"{L_MANAGED}=stratoflow,{L_SITE}={label_value(site or self.name)}"
+    def list_tagged(self) -> list[TaggedResource]:
+        """Every namespace this site labelled, with the idempotency key it carries."""
+        selector = f"{L_MANAGED}=stratoflow,{L_SITE}={label_value(self.name)}"
         return [
-            (ns.metadata.labels.get(L_KEY, ""), ns.metadata.name, ns.metadata.creation_timestamp)
+            TaggedResource(
+                "namespace",
+                ns.metadata.name,
+                (ns.metadata.labels or {}).get(L_KEY, ""),
+                ns.metadata.creation_timestamp,
+            )
             for ns in self._kube().list_namespaces(selector)
         ]
 
-    def delete_tagged(self, external_id: str) -> bool:
-        """For the reaper: delete a namespace if it carries this site's labels."""
+    def delete_tagged(self, resource: TaggedResource) -> None:
+        """Delete a namespace, but only one that carries this site's labels."""
         kube = self._kube()
-        ns = kube.read_namespace(external_id)
+        ns = kube.read_namespace(resource.external_id)
         labels = (ns.metadata.labels or {}) if ns is not None else {}
         if labels.get(L_MANAGED) != "stratoflow" or labels.get(L_SITE) != label_value(self.name):
-            return False
-        return kube.delete_namespace(external_id)
+            return  # gone already, or not ours: never delete what we did not label
+        kube.delete_namespace(resource.external_id)
+        if not kube.wait_namespace_gone(resource.external_id, self.cfg.teardown_wait_s):
+            raise SiteError(
+                f"kubernetes site {self.name!r}: namespace {resource.external_id} still"
+                " terminating; the next reaper run looks again"
+            )
+        deployment_id = (ns.metadata.annotations or {}).get("stratoflow.io/deployment")
+        if deployment_id:  # its pods are gone, so nothing writes the sandbox any more
+            try:
+                self._remove_sandbox(deployment_id, self.sandbox(deployment_id))
+            except SiteError:
+                pass  # an id that is no safe path component never had a sandbox

@@ -16,7 +16,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from stratoflow.errors import SiteError
-from stratoflow.sites.base import Allocation, Compute, HostRequest, JobSpec, JobStatus
+from stratoflow.sites.base import (
+    Allocation,
+    Compute,
+    HostRequest,
+    JobSpec,
+    JobStatus,
+    TaggedResource,
+    parse_time,
+)
 from stratoflow.sites.openstack.api import Caller
 from stratoflow.sites.openstack.config import MIB, OpenStackConfig, choose_flavor, user_data
 from stratoflow.sites.openstack.teardown import TeardownMixin
@@ -120,15 +128,38 @@ class OpenStackCompute(TeardownMixin, Compute):
         )
         return ips[0] if ips else None
 
-    def list_tagged(self) -> list[tuple[str, str, str]]:
-        """``(key, server_id, created)`` for every server carrying Stratoflow metadata: the
-        reaper compares these with the store's live records."""
+    def list_tagged(self) -> list[TaggedResource]:
+        """Servers carrying Stratoflow metadata, and floating IPs described by a key."""
         servers = self.call("list servers", lambda: list(self.conn.compute.servers(details=True)))
+        ips = self.call("list floating IPs", lambda: list(self.conn.network.ips()))
         return [
-            (s.metadata["stratoflow_key"], s.id, s.created_at)
+            TaggedResource("server", s.id, s.metadata["stratoflow_key"], parse_time(s.created_at))
             for s in servers
             if (s.metadata or {}).get("stratoflow_key")
+        ] + [
+            TaggedResource("floating_ip", ip.id, ip.description, parse_time(ip.created_at))
+            for ip in ips
+            if (ip.description or "").startswith("sf-") and ip.description.endswith("-fip")
         ]
+
+    def delete_tagged(self, resource: TaggedResource) -> None:
+        """Delete a server (waiting until it is gone, then its leftover ports) or a
+        floating IP. What is gone already is not an error."""
+        rid = resource.external_id
+        if resource.kind == "floating_ip":
+            self.call("delete floating IP", self.conn.network.delete_ip, rid, ignore_missing=True)
+            return
+        if resource.kind != "server":
+            raise SiteError(f"openstack: cannot delete a {resource.kind}")
+        ports = self.call("list ports", lambda: list(self.conn.network.ports(device_id=rid)))
+        self.call("delete server", self.conn.compute.delete_server, rid, ignore_missing=True)
+        deadline = time.monotonic() + self.cfg.delete_timeout_s
+        while self.call("get server", lambda: self.conn.compute.find_server(rid)) is not None:
+            if time.monotonic() > deadline:
+                raise SiteError(f"openstack: server {rid} still exists after deletion")
+            time.sleep(self.cfg.poll_interval_s)
+        for port in ports:
+            self.call("delete port", self.conn.network.delete_port, port.id, ignore_missing=True)
 
     # ---- provisioning ---------------------------------------------------------------
 

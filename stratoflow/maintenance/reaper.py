@@ -1,0 +1,134 @@
+"""The orphan reaper: the backstop behind teardown.
+
+Teardown always runs, but a worker can die between a create call and its record, a cloud
+can lose a delete, a deployment's teardown can give up. The reaper lists what each site
+carries with Stratoflow's tags, compares it with the store's write-ahead records, and
+deletes what nothing live accounts for once it is older than a grace period (a resource
+younger than that may belong to a provision still in flight).
+
+Rules, per tagged resource (``why_orphaned``):
+- no record holds its idempotency key -> orphan (created behind the store's back);
+- its record says deleted -> orphan (a delete that did not take);
+- its record names another resource id -> orphan (a duplicate for one key);
+- its deployment has ended (not ``*_IN_PROGRESS``) -> orphan (teardown left it);
+- otherwise it is in use and kept. A record at another site that shares the cloud account
+  is in use too: the reaper never deletes what another live record accounts for.
+
+Every deletion (or failure, or dry-run verdict) is written to the store's reaper log.
+Plain Python: no Airflow import, so the CLI and the DAG share it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from stratoflow.sites.base import Compute, TaggedResource
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GRACE = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class ReapResult:
+    site: str
+    kind: str
+    external_id: str
+    key: str
+    deployment_id: str | None
+    action: str  # "deleted" | "failed" | "would_delete"
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def why_orphaned(resource: TaggedResource, record: Any, deployment: Any) -> str | None:
+    """Why ``resource`` is an orphan, or None when something live accounts for it.
+
+    ``record`` is the store's record for the resource's key (None if there is none),
+    ``deployment`` the record's deployment (None if unknown)."""
+    if record is None:
+        return f"no resource record holds key {resource.key or '(none)'}"
+    state = str(getattr(record.state, "value", record.state))
+    if state == "deleted":
+        return f"its record {record.key} says deleted"
+    if record.external_id and record.external_id != resource.external_id:
+        return f"a duplicate: record {record.key} names {record.external_id}"
+    if deployment is not None and not deployment.status.in_progress:
+        return f"deployment {deployment.id} ended {deployment.status.value} and left it"
+    return None
+
+
+def reap_site(
+    site: str,
+    compute: Compute,
+    store: Any,
+    *,
+    run_id: str,
+    grace: timedelta = DEFAULT_GRACE,
+    now: datetime | None = None,
+    dry_run: bool = False,
+) -> list[ReapResult]:
+    """Delete the orphans at one site; return (and record) what was done."""
+    now = now or datetime.now(UTC)
+    results: list[ReapResult] = []
+    for res in compute.list_tagged():
+        age = now - res.created_at if res.created_at else None
+        if age is not None and age < grace:
+            continue  # possibly a provision in flight: its record may not be written yet
+        record = store.resource(res.key) if res.key else None
+        deployment = store.get_deployment(record.deployment_id) if record else None
+        reason = why_orphaned(res, record, deployment)
+        if reason is None:
+            continue
+        if age is None:
+            reason += "; age unknown"
+        else:
+            reason += f"; {int(age.total_seconds())} s old"
+        action = "would_delete"
+        if not dry_run:
+            try:
+                compute.delete_tagged(res)
+                action = "deleted"
+                if record is not None and record.external_id in (None, res.external_id):
+                    store.mark_resource_deleted(record.key)
+                if deployment is not None and not deployment.status.in_progress:
+                    store.release(site, deployment.id)  # its capacity is free again
+            except Exception as e:  # one stuck resource must not stop the sweep
+                action, reason = "failed", f"{reason}; delete failed: {e}"
+                log.error("reaper: %s %s at %s: %s", res.kind, res.external_id, site, reason)
+        dep_id = record.deployment_id if record else None
+        result = ReapResult(site, res.kind, res.external_id, res.key, dep_id, action, reason)
+        store.record_reaper_action(run_id=run_id, **result.to_dict())
+        log.info("reaper: %s %s %s at %s: %s", action, res.kind, res.external_id, site, reason)
+        results.append(result)
+    return results
+
+
+def reap(
+    sites: Mapping[str, Compute],
+    store: Any,
+    *,
+    run_id: str,
+    grace: timedelta = DEFAULT_GRACE,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    on_site_error: Callable[[str, Exception], None] | None = None,
+) -> list[ReapResult]:
+    """Reap every site; a site that cannot be listed is reported and skipped."""
+    out: list[ReapResult] = []
+    for name, compute in sites.items():
+        try:
+            out += reap_site(
+                name, compute, store, run_id=run_id, grace=grace, now=now, dry_run=dry_run
+            )
+        except Exception as e:
+            if on_site_error is None:
+                raise
+            on_site_error(name, e)
+    return out
