@@ -101,3 +101,35 @@ def test_demo_campaign_runs_unchanged_on_kubernetes(run_dag, airflow_env, k8s_si
     assert "started at k8s" in places["logs"] and places["xcom"] != "[]"
     for where, text in places.items():
         assert TOKEN not in text, f"the site token leaked into the {where}"
+
+
+def test_reaper_dag_deletes_an_orphaned_namespace(airflow_env, k8s_site, tmp_path):
+    """A namespace whose deployment the store never recorded (a worker died between the
+    create and the record): the scheduled reaper DAG finds it by its labels, deletes it
+    and logs what it did."""
+    import subprocess
+    import sys
+
+    from stratoflow.execution.placement import compute_for_site
+    from stratoflow.sites.base import HostRequest
+
+    site = compute_for_site("k8s")
+    elsewhere = Store.open("sqlite:///" + str(tmp_path / "elsewhere.db"))
+    site.provision("orphan-dep", [HostRequest("w")], elsewhere)
+    fake = k8s_site["fake"]
+    assert fake.live()[0] == 1
+
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    proc = subprocess.run(
+        [airflow, "dags", "test", "stratoflow_reaper", "-c", json.dumps({"grace_s": 0})],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "state=success" in log, log[-3000:]
+    assert fake.live() == (0, 0)
+    (action,) = Store.open().reaper_actions(site="k8s")
+    assert action["action"] == "deleted" and "no resource record" in action["reason"]
+    assert action["run_id"].startswith("stratoflow_reaper/")
+    assert not list((k8s_site["workdir"] / "deployments").glob("*"))
