@@ -148,6 +148,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_sites(args: argparse.Namespace) -> int:
+    from stratoflow.sites.catalogue import default_catalogue_path, load_catalogue
+
+    sites = load_catalogue(args.catalogue)  # invalid: TemplateError, one line per fault
+    print(f"{args.catalogue or default_catalogue_path()}: {len(sites)} sites")
+    for site in sites.values():
+        conn = site.config.get("conn_id")
+        print(f"  {site.name:24} {site.kind:12} {'connection ' + conn if conn else ''}")
+    return EXIT_OK
+
+
+def cmd_reap(args: argparse.Namespace) -> int:
+    import logging
+    import uuid
+    from datetime import timedelta
+
+    from stratoflow.execution.placement import catalogue, compute_for_site
+    from stratoflow.maintenance.reaper import reap
+    from stratoflow.store import Store
+
+    logging.basicConfig(level=logging.WARNING)
+    names = args.site or sorted(catalogue())
+    errors: list[str] = []
+    results = reap(
+        {name: compute_for_site(name) for name in names},
+        Store.open(),
+        run_id=f"cli/{uuid.uuid4()}",
+        grace=timedelta(seconds=args.grace_s),
+        dry_run=args.dry_run,
+        on_site_error=lambda name, e: errors.append(f"site {name}: {e}"),
+    )
+    for r in results:
+        print(f"{r.action:12} {r.site}: {r.kind} {r.external_id} ({r.reason})")
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    print(f"{len(results)} orphan(s) across {len(names)} site(s)")
+    failed = errors or any(r.action == "failed" for r in results)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="stratoflow",
@@ -223,6 +263,26 @@ def _parser() -> argparse.ArgumentParser:
         "-i", "--input", action="append", metavar="NAME=VALUE", help="override a demo input"
     )
     sp.set_defaults(fn=cmd_demo)
+    sp = sub.add_parser(
+        "sites",
+        help="Validate the site catalogue and list its sites.",
+        description="Validate the site catalogue (default: $STRATOFLOW_SITES or "
+        "include/sites.yaml) and list its sites; exit 2 with one line per fault.",
+    )
+    sp.add_argument("--catalogue", metavar="FILE", help="another catalogue file")
+    sp.set_defaults(fn=cmd_sites)
+    sp = sub.add_parser(
+        "reap",
+        help="Delete cloud resources no live deployment accounts for.",
+        description="Run the orphan reaper now (the stratoflow_reaper DAG does it hourly); "
+        "print what it deleted. Every action is recorded in the store.",
+    )
+    sp.add_argument("--site", action="append", metavar="NAME", help="only this site; repeat")
+    sp.add_argument(
+        "--grace-s", type=float, default=3600.0, help="minimum age in seconds (default 3600)"
+    )
+    sp.add_argument("--dry-run", action="store_true", help="report, delete nothing")
+    sp.set_defaults(fn=cmd_reap)
     return p
 
 

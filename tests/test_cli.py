@@ -149,3 +149,31 @@ def test_help_at_every_level(home, command):
 def test_status_of_unknown_deployment_exits_2(home):
     done = run(home, "status", "no-such-id")
     assert done.returncode == 2 and "not found" in done.stderr
+
+
+def test_sites_lists_the_catalogue_and_names_each_fault(home, tmp_path):
+    done = run(home, "sites")
+    assert done.returncode == 0, done.stderr
+    assert "local" in done.stdout
+    bad = tmp_path / "sites.yaml"
+    bad.write_text(
+        "sites:\n  - name: k\n    kind: kubernetes\n    memory: 8 GiB\n"
+        "  - name: Bad!\n    kind: moon\n"
+    )
+    done = run(home, "sites", "--catalogue", str(bad))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert lines == [
+        "sites[0].conn_id: required: Airflow connection id: host = API URL, password ="
+        " bearer token (required)",
+        "sites[0].memory: expected a positive integer, got '8 GiB'",
+        "sites[1].name: expected a lowercase DNS-style name (a-z, 0-9, '-', '_'), got 'Bad!'",
+        "sites[1].kind: unknown site kind 'moon'; expected one of ec2, fts3, kubernetes,"
+        " local, openstack, s3",
+    ]
+
+
+def test_reap_of_an_unknown_site_is_a_clear_error(home):
+    done = run(home, "reap", "--site", "nowhere")
+    assert done.returncode == 1
+    assert "site 'nowhere' is not in the site catalogue" in done.stderr

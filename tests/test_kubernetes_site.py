@@ -348,3 +348,29 @@ def test_reaper_deletes_orphans_and_keeps_live_deployments(site, store, kube, tm
     run_reaper_scenario(site, store, provision, tmp_path)
     assert wait_empty(kube) == (0, 0)
     assert not list((tmp_path / "shared" / "deployments").glob("*"))  # sandboxes too
+
+
+def test_reap_command_deletes_an_orphan_and_reports_it(site, store, kube, tmp_path, monkeypatch):
+    """`stratoflow reap` as an operator runs it, against the catalogue and the store."""
+    from stratoflow import cli
+    from stratoflow.execution import placement
+
+    sites = tmp_path / "sites.yaml"
+    sites.write_text(
+        "sites:\n  - name: k8s\n    kind: kubernetes\n    conn_id: k8s_test\n"
+        f"    workdir: {tmp_path / 'shared'}\n"
+    )
+    monkeypatch.setenv("STRATOFLOW_SITES", str(sites))
+    monkeypatch.setenv("STRATOFLOW_STORE_URL", str(store.engine.url))
+    placement.catalogue.cache_clear()
+    elsewhere = Store.open("sqlite:///" + str(tmp_path / "elsewhere.db"))
+    site.provision("lost-dep", HOSTS, elsewhere)
+    try:
+        assert cli.main(["reap", "--dry-run", "--grace-s", "0"]) == 0
+        assert kube.live()[0] == 1
+        assert cli.main(["reap", "--grace-s", "0"]) == 0
+    finally:
+        placement.catalogue.cache_clear()
+    assert wait_empty(kube) == (0, 0)
+    actions = [a["action"] for a in store.reaper_actions(site="k8s")]
+    assert actions == ["deleted", "would_delete"]  # newest first
