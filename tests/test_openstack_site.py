@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from stratoflow.errors import SiteError, TemplateError
+from stratoflow.errors import ChecksumMismatch, SiteError, TemplateError
 from stratoflow.sites.base import HostRequest, JobSpec
 from stratoflow.sites.openstack.config import choose_flavor
 from tests.fakes.openstack_server import FakeOpenStack
@@ -76,7 +76,7 @@ def test_password_auth_two_hosts_smallest_flavor(monkeypatch, fake, sqlite_store
         assert s["flavor"]["name"] == "m1.medium"  # 2 vCPU/4 GiB: smallest that fits
         assert s["metadata"] == {"stratoflow_deployment": "dep-a", "stratoflow_key": h["name"]}
         assert s["user_data"].startswith("#cloud-config") and h["name"] in s["user_data"]
-        assert h["address"].startswith("10.0.")
+        assert h["address"].startswith("127.")  # the fake VM's own loopback address
     records = sqlite_store.resources("dep-a")
     assert {(r.kind, r.state.value) for r in records} == {("server", "created")}
     assert {r.external_id for r in records} == set(fake.servers)
@@ -265,10 +265,88 @@ def test_server_active_trigger(monkeypatch, fake, sqlite_store):
     assert fake.leftovers() == {"servers": [], "ports": [], "floatingips": []}
 
 
-def test_jobs_not_supported_yet(monkeypatch, fake):
+def _wait_job(os_site, alloc, handle, timeout=30.0):
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st = os_site.job_status(alloc, handle)
+        if st.done:
+            return st
+        time.sleep(0.1)
+    raise AssertionError(f"{handle} still running")
+
+
+def test_jobs_and_staging_go_through_the_vm_agent(monkeypatch, fake, sqlite_store, tmp_path):
+    import hashlib
+
+    from stratoflow.errors import StagingRefused
+    from stratoflow.sites.agent.jobs import AgentStorage
+
+    roots = {"allowed_roots": [str(tmp_path)], "writable_roots": [str(tmp_path)]}
+    os_site = site(password_conn(monkeypatch, fake), **roots)
+    alloc = os_site.provision("dep-j", [HostRequest("w")], sqlite_store)
+    src = tmp_path / "in.txt"
+    src.write_text("a\nb\nc\n")
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    storage = AgentStorage("cloud-a", os_site.config)
+    staged = storage.copy(src.as_uri(), f"{alloc.workdir}/inputs/in.txt", sha256=sha, size=6)
+    assert staged.url == f"{alloc.workdir}/inputs/in.txt" and staged.sha256 == sha
+    with pytest.raises(ChecksumMismatch):  # a declared sum that is wrong: nothing is sent
+        storage.copy(src.as_uri(), f"{alloc.workdir}/inputs/bad.txt", sha256="0" * 64)
+    with pytest.raises(StagingRefused):  # the site's roots bound what may be read
+        storage.copy("file:///etc/passwd", f"{alloc.workdir}/inputs/p")
+
+    count = "import sys; n = sum(1 for _ in open(sys.argv[1])); print('lines', n)"
+    write = "; open(sys.argv[2] + '/n.txt', 'w').write(str(n))"
+    job = JobSpec("count", 0, ["python", "-c", count + write, staged.url, "{outdir}"])
+    job = JobSpec(**{**job.__dict__, "inputs": [staged.url]})
+    handle = os_site.start_job(alloc, job)
+    assert os_site.start_job(alloc, job) == handle  # a retried task adopts the running job
+    st = _wait_job(os_site, alloc, handle)
+    assert st.state == "succeeded", st.reason
+    assert "lines 3" in list(os_site.job_log(alloc, handle))
+    (out,) = os_site.list_outputs(alloc, st.outdir)
+    assert out == f"{alloc.workdir}/outputs/count/0/n.txt"
+    dest = tmp_path / "results" / "n.txt"
+    got = storage.copy(out, dest.as_uri())
+    assert dest.read_text() == "3" and got.size == 1
+
+    fail = JobSpec("boom", 0, ["python", "-c", "import sys; print('bad input'); sys.exit(3)"])
+    st = _wait_job(os_site, alloc, os_site.start_job(alloc, fail))
+    assert st.state == "failed" and st.exit_code == 3 and "bad input" in st.reason
+
+    other = JobSpec("count", 1, ["true"], inputs=["sfagent://cloud-a@10.9.9.9:8765/x/inputs/y"])
+    with pytest.raises(SiteError, match="not in this deployment's sandbox"):
+        os_site.start_job(alloc, other)
+    os_site.teardown("dep-j", sqlite_store)
+    assert fake.vms.running() == []
+
+
+def test_the_agent_refuses_a_wrong_token_and_paths_outside_its_sandbox(
+    monkeypatch, fake, sqlite_store
+):
+    import httpx
+
+    from stratoflow.sites.agent.client import AgentURL
+
     os_site = site(password_conn(monkeypatch, fake))
-    with pytest.raises(SiteError, match=r"not supported yet \(needs the Stratoflow agent\)"):
-        os_site.start_job(None, JobSpec(step="s", index=0, command=["true"]))  # type: ignore[arg-type]
+    alloc = os_site.provision("dep-t", [HostRequest("w")], sqlite_store)
+    url = AgentURL.parse(alloc.workdir)
+    base = f"http://{url.host}:{url.port}"
+    assert httpx.get(f"{base}/v1/health").status_code == 401
+    bad = {"Authorization": "Bearer " + "0" * 64}
+    assert httpx.get(f"{base}/v1/health", headers=bad).status_code == 401
+    agent = os_site._agent(alloc)
+    try:
+        assert agent.health()["deployment"] == "dep-t"
+        auth = dict(agent._http.headers)
+        for path in ("/v1/list/..%2F..%2F..", "/v1/files/%2E%2E/%2E%2E/agent.json"):
+            r = httpx.get(base + path, headers={"Authorization": auth["authorization"]})
+            assert r.status_code == 403, (path, r.status_code, r.text)
+    finally:
+        agent.close()
+    os_site.teardown("dep-t", sqlite_store)
 
 
 def test_registration_and_validator(monkeypatch):
@@ -289,17 +367,30 @@ def test_registration_and_validator(monkeypatch):
     assert compute.kind == "openstack" and compute.cfg.conn_id == "c"
 
 
-def test_user_data_is_cloud_config(monkeypatch, fake, sqlite_store):
+def test_user_data_is_cloud_config_that_starts_the_agent(monkeypatch, fake, sqlite_store):
     import yaml
 
-    os_site = site(password_conn(monkeypatch, fake))
-    os_site.provision("dep-u", [HostRequest("w")], sqlite_store)
+    from stratoflow.hooks.agent import agent_token
+
+    conn_id = password_conn(monkeypatch, fake)
+    os_site = site(conn_id)
+    alloc = os_site.provision("dep-u", [HostRequest("w")], sqlite_store)
     (server,) = fake.servers.values()
     doc = yaml.safe_load(server["user_data"])  # Nova got it base64-encoded, as it requires
     assert "STRATOFLOW_DEPLOYMENT=dep-u" in doc["write_files"][0]["content"]
-    assert ["mkdir", "-p", "/srv/stratoflow/dep-u", "/var/lib/stratoflow"] in doc["runcmd"]
+    agent = json.loads(doc["write_files"][1]["content"])
+    assert doc["write_files"][1]["path"] == "/etc/stratoflow/agent.json"
+    assert agent["deployment"] == "dep-u" and agent["listen"] == "0.0.0.0:8765"
+    assert agent["token"] == agent_token(conn_id, "dep-u") != agent_token(conn_id, "dep-v")
+    assert any(
+        "stratoflow-agent --config /etc/stratoflow/agent.json" in str(c) for c in doc["runcmd"]
+    )
     assert PASSWORD not in server["user_data"]
+    # Provisioning returned once the agent answered, at the server's fixed address.
+    assert alloc.workdir == f"sfagent://cloud-a@{alloc.hosts[0]['address']}:8765/dep-u"
+    assert fake.vms.running() == [server["id"]]
     os_site.teardown("dep-u", sqlite_store)
+    assert fake.vms.running() == []
 
 
 def test_hook_auth_kwargs_and_missing_connection():

@@ -11,6 +11,8 @@ from stratoflow.sites.base import Compute, HostRequest, Storage
 from stratoflow.sites.catalogue import SiteConfig, compute_for, load_catalogue, storage_for
 from stratoflow.tosca.scalars import parse_size
 
+UNBOUNDED_CORES, UNBOUNDED_MEMORY = 1 << 20, 1 << 60
+
 
 @lru_cache(maxsize=1)
 def catalogue() -> dict[str, SiteConfig]:
@@ -65,8 +67,12 @@ def demand(hosts: list[dict]) -> tuple[int, int]:
 def site_offers() -> dict[str, SiteOffer]:
     offers = {}
     for name, site in catalogue().items():
-        cfg = getattr(compute_for(site), "cfg", None)
+        compute = compute_for(site)
+        cfg = getattr(compute, "cfg", None)
         cores = getattr(cfg, "cores", None) or int(site.config.get("cores") or 0)
         memory = getattr(cfg, "memory", None) or int(site.config.get("memory") or 0)
+        if getattr(compute, "quota_decides", False):
+            # A cloud without capacity hints: its own quota answers at provision time.
+            cores, memory = cores or UNBOUNDED_CORES, memory or UNBOUNDED_MEMORY
         offers[name] = SiteOffer(name, site.kind, cores, memory)
     return offers

@@ -73,7 +73,8 @@ def select_outputs(sources: list[Any], patterns: list[str]) -> list[dict]:
             if name in seen:
                 name = f"{result.get('index', len(seen))}_{name}"
             seen.add(name)
-            files.append({"url": Path(path).as_uri(), "name": name})
+            url = path if "://" in path else Path(path).as_uri()  # remote sandboxes give URLs
+            files.append({"url": url, "name": name})
     if patterns and not files:
         raise FileNotFoundError(f"no job output matches {patterns}")
     return files
@@ -95,7 +96,10 @@ def stage_files(
     staged: list[StagedFile] = []
     moved = 0
     for ref, dest in zip(files, dests, strict=True):
-        storage = storage_for(ref["url"], site)
+        # A remote destination (a VM's sandbox) is served by its own backend, which reads
+        # the source itself; otherwise the source's backend writes to the local dest.
+        remote_dest = urlsplit(dest).scheme not in ("", "file")
+        storage = storage_for(dest if remote_dest else ref["url"], site)
         copy = storage.copy(
             ref["url"],
             dest,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from typing import Any
 
@@ -86,11 +85,7 @@ class JobOperator(StratoflowOperator):
         if status.state != "succeeded":
             where = self.task_id if index < 0 else f"{self.task_id}[{index}]"
             raise JobFailed(f"{where}: {status.reason}")
-        files = sorted(
-            os.path.join(root, name)
-            for root, _dirs, names in os.walk(status.outdir or "")
-            for name in names
-        )
+        files = compute.list_outputs(alloc, status.outdir) if status.outdir else []
         return {"outdir": status.outdir, "files": files, "index": index}
 
 

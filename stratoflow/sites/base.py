@@ -154,6 +154,15 @@ class Compute(ABC):
         """Delete every resource the ledger holds for the deployment at this site.
         Idempotent; keeps staged-out results (they live outside the allocation)."""
 
+    def list_outputs(self, alloc: Allocation, outdir: str) -> list[str]:
+        """Every file under a finished job's ``outdir``, as the site names them (paths on a
+        filesystem the workers share; sites without one return URLs their storage serves)."""
+        import os
+
+        return sorted(
+            os.path.join(root, name) for root, _dirs, names in os.walk(outdir) for name in names
+        )
+
     def list_tagged(self) -> list[TaggedResource]:
         """Every resource at this site that carries Stratoflow's tags (for the reaper).
         Sites that create nothing outside their sandbox directory have none."""

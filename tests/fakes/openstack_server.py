@@ -24,6 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes.vm_boot import VmBooter
+
 MAX_MICRO = "2.96"
 DOMAIN = {"id": "default", "name": "Default"}
 PROJECT = {"id": "p-0001", "name": "demo", "domain": DOMAIN}
@@ -89,6 +91,7 @@ class FakeOpenStack:
         self._lock = threading.RLock()
         self._httpd: ThreadingHTTPServer | None = None
         self.url = ""
+        self.vms = VmBooter(seed)  # ACTIVE servers run their user data's agent
 
     def start(self) -> FakeOpenStack:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), type("H", (_Handler,), {"owner": self}))
@@ -101,6 +104,7 @@ class FakeOpenStack:
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
+        self.vms.stop()
 
     auth_url = property(lambda self: f"{self.url}/identity/v3")
 
@@ -246,7 +250,7 @@ class FakeOpenStack:
         server |= {"flavor": {"original_name": flavor["name"], **flavor}, "_fail": fail}
         server["image"] = {"id": image}
         for net in nets:
-            pid, ip = str(uuid.uuid4()), f"10.0.{len(self.ports) // 250}.{len(self.ports) % 250}"
+            pid, ip = str(uuid.uuid4()), self.vms.next_address()
             self.ports[pid] = {"id": pid, "network_id": net["uuid"], "device_id": sid}
             self.ports[pid] |= {"device_owner": "compute:nova", "status": "ACTIVE", "tags": []}
             self.ports[pid]["fixed_ips"] = [{"subnet_id": "sub-1", "ip_address": ip}]
@@ -261,12 +265,16 @@ class FakeOpenStack:
         s["_polls"] += 1
         if s.get("_deleting") and s["_polls"] > self.delete_polls:
             del self.servers[s["id"]]
+            self.vms.destroy(s["id"])
             for pid, port in list(self.ports.items()):
                 if port["device_id"] == s["id"] and not self.leak_ports_on_delete:
                     self._drop_port(pid)
             return None
         if s["status"] == "BUILD" and s["_polls"] > self.build_polls:
             s["status"] = "ERROR" if s["_fail"] else "ACTIVE"
+            if s["status"] == "ACTIVE":
+                addrs = [a["addr"] for net in s["addresses"].values() for a in net]
+                self.vms.boot(s["id"], addrs[0] if addrs else "127.0.0.1", s["user_data"])
         out = {k: v for k, v in s.items() if not k.startswith("_") and k != "user_data"}
         out["OS-EXT-SRV-ATTR:user_data"] = base64.b64encode(s["user_data"].encode()).decode()
         out["OS-EXT-STS:task_state"] = "deleting" if s.get("_deleting") else None

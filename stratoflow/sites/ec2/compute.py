@@ -72,6 +72,7 @@ def _transient(e: BaseException) -> bool:
 
 
 class EC2Compute(Compute):
+    quota_decides = True  # the account's vCPU limits answer at launch time
     kind = "ec2"
 
     def __init__(self, name: str, config: dict[str, Any] | None = None):

@@ -9,9 +9,11 @@ from stratoflow.sites.openstack.config import OpenStackConfig, validate_entry
 def register() -> None:
     """Make kind ``openstack`` known to the site catalogue. Cheap: openstacksdk is only
     imported when a site of this kind is used."""
-    from stratoflow.sites.catalogue import register_compute
+    from stratoflow.sites.catalogue import register_compute, register_storage
 
     register_compute("openstack", "stratoflow.sites.openstack:OpenStackCompute", validate_entry)
+    # Deployment sandboxes live on the VMs, behind the agent: sfagent:// URLs.
+    register_storage("sfagent", "openstack", "stratoflow.sites.agent.jobs:AgentStorage")
 
 
 def __getattr__(name: str):  # lazy, so importing the package does not import openstacksdk

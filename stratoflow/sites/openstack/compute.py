@@ -12,16 +12,14 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from stratoflow.errors import SiteError
+from stratoflow.sites.agent.jobs import AgentJobs, sandbox_url
 from stratoflow.sites.base import (
     Allocation,
     Compute,
     HostRequest,
-    JobSpec,
-    JobStatus,
     TaggedResource,
     parse_time,
 )
@@ -30,7 +28,6 @@ from stratoflow.sites.openstack.config import MIB, OpenStackConfig, choose_flavo
 from stratoflow.sites.openstack.teardown import TeardownMixin
 
 log = logging.getLogger(__name__)
-NO_JOBS = "openstack: running jobs on VMs is not supported yet (needs the Stratoflow agent)"
 LOOKUP_TTL_S = 300.0
 
 
@@ -38,8 +35,9 @@ def fip_key(server_key: str) -> str:
     return f"{server_key}-fip"
 
 
-class OpenStackCompute(TeardownMixin, Compute):
+class OpenStackCompute(AgentJobs, TeardownMixin, Compute):
     kind = "openstack"
+    quota_decides = True  # without cores/memory hints the cloud's quota is the limit
 
     def __init__(self, name: str, config: dict[str, Any] | None = None, connection: Any = None):
         super().__init__(name, dict(config or {}))
@@ -256,6 +254,15 @@ class OpenStackCompute(TeardownMixin, Compute):
             )
         key = rec.key
 
+        from stratoflow.hooks.agent import agent_token
+
+        agent = {
+            "token": agent_token(self.cfg.conn_id, dep),
+            "listen": f"0.0.0.0:{self.cfg.agent_port}",
+            "cores": flavor["vcpus"],
+            "memory": flavor["ram"] * MIB,
+        }
+
         def create() -> Any:
             return self.conn.compute.create_server(
                 name=key,
@@ -264,7 +271,7 @@ class OpenStackCompute(TeardownMixin, Compute):
                 networks=[{"uuid": net}] if net else "auto",
                 metadata={"stratoflow_deployment": dep, "stratoflow_key": key},
                 user_data=base64.b64encode(
-                    user_data(dep, key, h.node, self.cfg.workdir).encode()
+                    user_data(dep, key, h.node, self.cfg.workdir, agent).encode()
                 ).decode(),
             )
 
@@ -329,6 +336,15 @@ class OpenStackCompute(TeardownMixin, Compute):
                 h["address"] = fixed[0] if fixed else None
                 if h["public_endpoint"]:
                     h["public_address"], h["floating_ip_id"] = self._ensure_fip(alloc, h, ledger)
+            # Jobs run on the first host's agent; the others are the template's (services,
+            # workers it manages itself). Ready means that agent answers.
+            first = alloc.hosts[0]["address"] if alloc.hosts else None
+            if not first:
+                raise SiteError(
+                    f"openstack: deployment {alloc.deployment_id} has no addressed host"
+                )
+            alloc.workdir = sandbox_url(self.name, first, self.cfg.agent_port, alloc.deployment_id)
+            self.wait_for_agent(alloc, self.cfg.boot_timeout_s)
         except Exception as e:
             self.cleanup_attempt(alloc.deployment_id, ledger, e)
             raise
@@ -357,17 +373,3 @@ class OpenStackCompute(TeardownMixin, Compute):
             )
         ledger.mark_resource_created(key, fip.id, {"address": fip.floating_ip_address})
         return fip.floating_ip_address, fip.id
-
-    # ---- jobs: need the Stratoflow agent on the VMs, which does not exist yet --------
-
-    def start_job(self, alloc: Allocation, job: JobSpec) -> str:
-        raise SiteError(NO_JOBS)
-
-    def job_status(self, alloc: Allocation, handle: str) -> JobStatus:
-        raise SiteError(NO_JOBS)
-
-    def job_log(self, alloc: Allocation, handle: str) -> Iterator[str]:
-        raise SiteError(NO_JOBS)
-
-    def cancel_job(self, alloc: Allocation, handle: str) -> None:
-        return None  # no job can be running here, so there is nothing to cancel

@@ -6,6 +6,7 @@ tests) without loading the client library.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,9 @@ FIELDS = {
     "api_retries": "attempts per API call on 5xx or lost replies (default 6)",
     "retry_delay_s": "first back-off between attempts, doubled each time (default 1)",
     "workdir": "directory on the VMs holding the deployment's data (default /srv/stratoflow)",
+    "agent_port": "TCP port of the Stratoflow agent on the VMs (default 8765)",
+    "allowed_roots": "directories on the Airflow workers stage-in may read from",
+    "writable_roots": "directories on the Airflow workers stage-out may write to",
 }
 
 
@@ -55,6 +59,7 @@ class OpenStackConfig:
     api_retries: int = 6
     retry_delay_s: float = 1.0
     workdir: str = "/srv/stratoflow"
+    agent_port: int = 8765
 
     @classmethod
     def from_dict(cls, name: str, c: dict[str, Any]) -> OpenStackConfig:
@@ -83,6 +88,7 @@ class OpenStackConfig:
                 if k in c
             },
             workdir=c.get("workdir", "/srv/stratoflow"),
+            agent_port=int(c.get("agent_port", 8765)),
         )
 
 
@@ -120,6 +126,13 @@ def validate(path: str, entry: dict[str, Any]) -> list[Issue]:
         or not all(isinstance(k, str) and isinstance(v, str) for k, v in images.items())
     ):
         issues.append(Issue(f"{path}.images", "expected a mapping of distribution -> image"))
+    port = entry.get("agent_port", 8765)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        issues.append(Issue(f"{path}.agent_port", f"expected a TCP port number, got {port!r}"))
+    for key in ("allowed_roots", "writable_roots"):
+        v = entry.get(key)
+        if v is not None and not (isinstance(v, list) and all(isinstance(r, str) for r in v)):
+            issues.append(Issue(f"{path}.{key}", "expected a list of directory paths"))
     for key in ("cores", "memory", "api_retries"):
         v = entry.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -178,17 +191,17 @@ def choose_flavor(site: str, flavors: list[dict[str, Any]], h: HostRequest) -> d
     return min(fits, key=lambda t: t[0])[1]
 
 
-def user_data(deployment_id: str, key: str, node: str, workdir: str) -> str:
-    """The cloud-init script each server boots with.
+def user_data(deployment_id: str, key: str, node: str, workdir: str, agent: dict) -> str:
+    """The cloud-init user data each server boots with.
 
-    It prepares the deployment's working directory and would install and start the
-    Stratoflow agent (the job runner that ``start_job`` will talk to). The agent does not
-    exist yet, so the script installs nothing it cannot find and records that it ran:
-    ``/var/lib/stratoflow/bootstrap.json`` lets an operator see the VM bootstrapped.
-    No credentials are ever put here: user data is readable by anyone on the VM.
+    It writes the agent's configuration and starts ``stratoflow-agent`` (the image must
+    provide it: ``pip install stratoflow`` in the image build). The configuration holds the
+    deployment's agent token, derived from the site's connection secret: readable on this
+    VM only, and useless for any other deployment. No site credential is ever put here.
     """
     # Values land in YAML and shell lines: keep only characters that are safe in both.
     dep, node = _SAFE.sub("_", deployment_id), _SAFE.sub("_", node)
+    config = json.dumps({"deployment": deployment_id, "workdir": workdir, **agent})
     return "\n".join(
         [
             "#cloud-config",
@@ -200,12 +213,14 @@ def user_data(deployment_id: str, key: str, node: str, workdir: str) -> str:
             f"      STRATOFLOW_DEPLOYMENT={dep}",
             f"      STRATOFLOW_KEY={key}",
             f"      STRATOFLOW_NODE={node}",
-            f"      STRATOFLOW_WORKDIR={workdir}/{dep}",
+            f"      STRATOFLOW_WORKDIR={workdir}/deployments/{dep}",
+            "  - path: /etc/stratoflow/agent.json",
+            "    permissions: '0600'",
+            f"    content: {json.dumps(config)}",
             "runcmd:",
-            f"  - [mkdir, -p, {workdir}/{dep}, /var/lib/stratoflow]",
-            "  - [sh, -c, 'if command -v stratoflow-agent >/dev/null; then"
-            " systemctl enable --now stratoflow-agent; fi']",
-            "  - [sh, -c, 'echo {\"bootstrapped\": true} > /var/lib/stratoflow/bootstrap.json']",
+            f"  - [mkdir, -p, {workdir}/deployments/{dep}]",
+            "  - [sh, -c, 'nohup stratoflow-agent --config /etc/stratoflow/agent.json"
+            " >> /var/log/stratoflow-agent.log 2>&1 &']",
             "",
         ]
     )

@@ -1,0 +1,1 @@
+"""The Stratoflow agent that VMs run (see ``server.py``). No Airflow import."""

@@ -1,0 +1,5 @@
+import sys
+
+from stratoflow.agent.server import main
+
+sys.exit(main())

@@ -1,0 +1,149 @@
+"""Talking to a VM's Stratoflow agent: its URLs and an HTTP client with retries.
+
+A deployment's sandbox on a VM is named by a URL, so that it can travel through XCom like
+a local path: ``sfagent://<site>@<host>:<port>/<deployment>/<path in the sandbox>``. The
+site names the connection the token is derived from; nothing secret is in the URL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import httpx
+
+from stratoflow.errors import ChecksumMismatch, SiteError, StagingError
+
+SCHEME = "sfagent"
+DEFAULT_PORT = 8765
+
+
+@dataclass(frozen=True)
+class AgentURL:
+    site: str
+    host: str
+    port: int
+    deployment: str
+    rel: str = ""  # path inside the sandbox, no leading slash
+
+    def __str__(self) -> str:
+        tail = f"/{quote(self.rel)}" if self.rel else ""
+        return f"{SCHEME}://{self.site}@{self.host}:{self.port}/{self.deployment}{tail}"
+
+    def child(self, rel: str) -> AgentURL:
+        joined = f"{self.rel}/{rel}" if self.rel else rel
+        return AgentURL(self.site, self.host, self.port, self.deployment, joined.strip("/"))
+
+    @classmethod
+    def parse(cls, url: str) -> AgentURL:
+        parts = urlsplit(url)
+        if parts.scheme != SCHEME or not parts.username or not parts.hostname:
+            raise StagingError(f"{url}: not a {SCHEME}://site@host:port/deployment/path URL")
+        deployment, _, rel = unquote(parts.path).lstrip("/").partition("/")
+        if not deployment or ".." in Path(rel).parts:
+            raise StagingError(f"{url}: names no deployment, or climbs out of its sandbox")
+        return cls(parts.username, parts.hostname, parts.port or DEFAULT_PORT, deployment, rel)
+
+
+class AgentClient:
+    """One agent, one deployment. Every call is safe to repeat (PUT of a verified file,
+    GET, DELETE; a job start adopts the running attempt), so all of them retry."""
+
+    def __init__(
+        self,
+        base: AgentURL,
+        token: str,
+        *,
+        attempts: int = 6,
+        backoff_s: float = 0.5,
+        timeout_s: float = 60.0,
+    ) -> None:
+        self.base = base
+        self.attempts, self.backoff_s = max(1, attempts), backoff_s
+        self._http = httpx.Client(
+            base_url=f"http://{base.host}:{base.port}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout_s,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, what: str, fn: Callable[[], httpx.Response], ok: tuple[int, ...]) -> Any:
+        last = ""
+        for attempt in range(self.attempts):
+            if attempt:
+                time.sleep(min(self.backoff_s * 2 ** (attempt - 1), 10.0))
+            try:
+                r = fn()
+            except httpx.HTTPError as e:
+                last = f"{type(e).__name__}: {e}"
+                continue
+            if r.status_code in ok:
+                return r
+            detail = _error(r)
+            if r.status_code == 422:
+                raise ChecksumMismatch(f"{what}: {detail}")
+            if r.status_code < 500:
+                raise SiteError(f"agent {self.base.host}: {what}: {r.status_code} {detail}")
+            last = f"{r.status_code} {detail}"
+        raise SiteError(f"agent {self.base.host}: {what} failed {self.attempts} times: {last}")
+
+    def health(self) -> dict[str, Any]:
+        return self._call("health", lambda: self._http.get("/v1/health"), (200,)).json()
+
+    def put_file(self, rel: str, local: Path, sha256: str) -> dict[str, Any]:
+        def send() -> httpx.Response:
+            with open(local, "rb") as f:
+                return self._http.put(
+                    f"/v1/files/{quote(rel)}", content=f, headers={"X-Sha256": sha256}
+                )
+
+        return self._call(f"upload {rel}", send, (201,)).json()
+
+    def get_file(self, rel: str, local: Path) -> tuple[str, str]:
+        """Download to ``local``; return the agent's (sha256, adler32) of the file."""
+
+        def fetch() -> httpx.Response:
+            with self._http.stream("GET", f"/v1/files/{quote(rel)}") as r:
+                if r.status_code == 200:
+                    with open(local, "wb") as out:
+                        for block in r.iter_bytes():
+                            out.write(block)
+                else:
+                    r.read()
+                return r
+
+        r = self._call(f"download {rel}", fetch, (200,))
+        return r.headers.get("X-Sha256", ""), r.headers.get("X-Adler32", "")
+
+    def list(self, rel: str) -> list[str]:
+        r = self._call(f"list {rel}", lambda: self._http.get(f"/v1/list/{quote(rel)}"), (200,))
+        return list(r.json()["files"])
+
+    def start_job(self, body: dict[str, Any]) -> str:
+        r = self._call("start job", lambda: self._http.post("/v1/jobs", json=body), (201,))
+        return r.json()["handle"]
+
+    def job_status(self, handle: str) -> dict[str, Any]:
+        path = f"/v1/jobs/{quote(handle, safe='')}"
+        return self._call(f"job {handle}", lambda: self._http.get(path), (200,)).json()
+
+    def job_log(self, handle: str) -> str:
+        path = f"/v1/jobs/{quote(handle, safe='')}/log"
+        return self._call(f"log of {handle}", lambda: self._http.get(path), (200,)).json()["log"]
+
+    def cancel_job(self, handle: str) -> None:
+        path = f"/v1/jobs/{quote(handle, safe='')}"
+        self._call(f"cancel {handle}", lambda: self._http.delete(path), (204, 404))
+
+
+def _error(r: httpx.Response) -> str:
+    try:
+        return str(r.json().get("error") or r.text[:300])
+    except ValueError:
+        return r.text[:300]
