@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from stratoflow.store import Store
+from tests.cloud_sites import assert_same_demo_result, site_in_catalogue
 
 pytest.importorskip("kubernetes")
 
@@ -22,43 +23,27 @@ from tests.fakes.kube_server import FakeKube  # noqa: E402
 
 pytestmark = pytest.mark.airflow
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "include" / "templates" / "dimuon_campaign.yaml"
 TOKEN = "sk-kube-dagrun-3c1e5a7f-secret"
 CONN_ID = "stratoflow_k8s_dagrun"
 
 
 @pytest.fixture(scope="module")
 def k8s_site(airflow_env: dict[str, str]):
-    """Add site ``k8s`` (kind kubernetes) to the session's catalogue, served by a fake."""
+    """Site ``k8s`` (kind kubernetes) in the session's catalogue, served by a fake."""
     fake = FakeKube(TOKEN, seed=11).start()
-    sites = Path(airflow_env["STRATOFLOW_SITES"])
-    before = sites.read_text()
     workdir = Path(airflow_env["STRATOFLOW_HOME"]) / "sites" / "k8s"
-    sites.write_text(
-        before
-        + "  - name: k8s\n    kind: kubernetes\n"
-        + f"    conn_id: {CONN_ID}\n    cores: 4\n    memory: 8589934592\n"
-        + f"    workdir: {workdir}\n    api_backoff_s: 0.05\n    kill_grace_s: 1\n"
-        + "    allowed_roots: ['{include}']\n"
+    entry = (
+        "  - name: k8s\n    kind: kubernetes\n"
+        f"    conn_id: {CONN_ID}\n    cores: 4\n    memory: 8589934592\n"
+        f"    workdir: {workdir}\n    api_backoff_s: 0.05\n    kill_grace_s: 1\n"
+        "    allowed_roots: ['{include}']\n"
     )
     conn = {"conn_type": "kubernetes_site", "host": fake.url, "password": TOKEN}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
-        from stratoflow.execution import placement
-
-        placement.catalogue.cache_clear()
-        try:
+    try:
+        with site_in_catalogue(airflow_env, entry, {CONN_ID: conn}):
             yield {"fake": fake, "workdir": workdir}
-        finally:
-            sites.write_text(before)
-            placement.catalogue.cache_clear()
-            fake.stop()
-
-
-def _histogram(dep) -> dict:
-    results = Path(dep.outputs["stage_out"]["results_dir"])
-    return json.loads((results / "mass_histogram.json").read_text())
+    finally:
+        fake.stop()
 
 
 def _secret_places(airflow_env: dict[str, str], result: dict) -> dict[str, str]:
@@ -77,17 +62,8 @@ def _secret_places(airflow_env: dict[str, str], result: dict) -> dict[str, str]:
 
 
 def test_demo_campaign_runs_unchanged_on_kubernetes(run_dag, airflow_env, k8s_site):
-    local = run_dag(DEMO)["deployment"]
-    assert local.status == "CREATE_COMPLETE", local.status_reason
-
-    result = run_dag(DEMO, {"site": "k8s"})
+    result = assert_same_demo_result(run_dag, "k8s")
     dep = result["deployment"]
-    assert dep is not None, result["log"][-3000:]
-    assert dep.status == "CREATE_COMPLETE", dep.status_reason
-    assert dep.site == "k8s"
-    assert _histogram(dep) == _histogram(local)
-    names = sorted(Path(f["url"]).name for f in dep.outputs["stage_out"]["files"])
-    assert names == ["mass_histogram.json", "mass_spectrum.png"]
 
     fake = k8s_site["fake"]
     assert fake.live() == (0, 0), "namespaces or pods left behind"

@@ -19,6 +19,7 @@ from tests.fakes.aws import (
     FaultProxy,
     Rule,
     aws_connection_env,
+    boot_agents,
     ec2_error,
     fault_proxy,
     honour_client_token,
@@ -36,7 +37,7 @@ TYPES = [
 
 @pytest.fixture
 def proxy() -> Iterator[FaultProxy]:
-    with honour_client_token(), fault_proxy(seed=11) as p:
+    with honour_client_token(), boot_agents(), fault_proxy(seed=11) as p:
         yield p
 
 
@@ -206,10 +207,22 @@ def test_chaos_never_two_instances_per_key_and_teardown_leaves_none(
     assert all(sqlite_store.resources(f"chaos-{n}") == [] for n in range(10))
 
 
-def test_jobs_need_the_agent(make_site):
+def test_a_job_runs_on_the_instance_agent(make_site, sqlite_store, proxy):
+    import time
+
+    from stratoflow.sites.base import JobSpec
+
     site = make_site()
-    with pytest.raises(SiteError, match=r"not supported yet \(needs the Stratoflow agent\)"):
-        site.start_job(None, None)  # type: ignore[arg-type]
+    alloc = site.provision("dep-job", [HostRequest("w")], sqlite_store)
+    assert alloc.workdir.startswith(f"sfagent://{site.name}@127.")
+    job = JobSpec("hello", 0, ["python", "-c", "print('hi from ec2')"])
+    handle = site.start_job(alloc, job)
+    deadline = time.time() + 30
+    while not (st := site.job_status(alloc, handle)).done and time.time() < deadline:
+        time.sleep(0.1)
+    assert st.state == "succeeded", st.reason
+    assert "hi from ec2" in list(site.job_log(alloc, handle))
+    site.teardown("dep-job", sqlite_store, alloc)
 
 
 def test_secrets_never_reach_logs_or_the_wire(make_site, sqlite_store, proxy, caplog):

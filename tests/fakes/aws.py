@@ -338,3 +338,37 @@ def aws_connection_env(
         {"conn_type": "aws", "login": ACCESS_KEY, "password": secret, "extra": extra}
     )
     return f"AIRFLOW_CONN_{conn_id.upper()}", value
+
+
+@contextmanager
+def boot_agents() -> Iterator[Any]:
+    """Make moto's instances boot like VMs: each one whose user data configures the
+    Stratoflow agent gets a loopback address of its own and runs that agent until it is
+    terminated (see vm_boot.py). Yields the VmBooter."""
+    from moto.ec2.models.instances import Instance
+
+    from tests.fakes.vm_boot import VmBooter
+
+    booter = VmBooter()
+    original_init, original_terminate = Instance.__init__, Instance.terminate
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        text = self.user_data.decode() if self.user_data is not None else ""
+        if text.startswith("#cloud-config"):
+            address = booter.next_address()
+            self.nics[0].private_ip_address = address
+            booter.boot(self.id, address, text)
+
+    def terminate(self: Any) -> Any:
+        booter.destroy(self.id)
+        return original_terminate(self)
+
+    Instance.__init__ = init  # type: ignore[method-assign]
+    Instance.terminate = terminate  # type: ignore[method-assign]
+    try:
+        yield booter
+    finally:
+        Instance.__init__ = original_init  # type: ignore[method-assign]
+        Instance.terminate = original_terminate  # type: ignore[method-assign]
+        booter.stop()

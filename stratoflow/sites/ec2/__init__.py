@@ -12,10 +12,11 @@ __all__ = ["EC2Compute", "register"]
 
 def register() -> None:
     """Register the compute kind ``ec2`` with its sites.yaml validator."""
-    from stratoflow.sites.catalogue import register_compute
+    from stratoflow.sites.catalogue import register_compute, register_storage
     from stratoflow.sites.ec2.config import validate_entry
 
     register_compute("ec2", "stratoflow.sites.ec2:EC2Compute", validate_entry)
+    register_storage("sfagent", "ec2", "stratoflow.sites.agent.jobs:AgentStorage")
 
 
 def __getattr__(name: str) -> Any:

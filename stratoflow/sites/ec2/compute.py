@@ -19,16 +19,15 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from stratoflow.errors import SiteError
+from stratoflow.sites.agent.bootstrap import user_data
+from stratoflow.sites.agent.jobs import AgentJobs, sandbox_url
 from stratoflow.sites.base import (
     Allocation,
     Compute,
     HostRequest,
-    JobSpec,
-    JobStatus,
     TaggedResource,
     parse_time,
 )
@@ -53,7 +52,6 @@ TRANSIENT = {
     "InternalFailure",
     "InvalidInstanceID.NotFound",  # eventual consistency right after a launch
 }
-NO_AGENT = "ec2: running jobs on EC2 hosts is not supported yet (needs the Stratoflow agent)"
 
 
 def _code(e: BaseException) -> str:
@@ -71,7 +69,7 @@ def _transient(e: BaseException) -> bool:
     return False
 
 
-class EC2Compute(Compute):
+class EC2Compute(AgentJobs, Compute):
     quota_decides = True  # the account's vCPU limits answer at launch time
     kind = "ec2"
 
@@ -157,6 +155,10 @@ class EC2Compute(Compute):
                 ledger.mark_resource_created(
                     rec.key, inst["InstanceId"], {"instance_type": t.name, "node": h.node}
                 )
+            ids = [x["InstanceId"] for x in instances]
+            alloc = self._allocation(deployment_id, records, [running[i] for i in ids])
+            # Jobs run on the first host's agent: ready means it answers.
+            self.wait_for_agent(alloc, self.cfg.boot_timeout_s)
         except Exception as e:
             reason = self._reason(e)
             cleanup = self._undo(deployment_id, ledger)
@@ -164,8 +166,7 @@ class EC2Compute(Compute):
                 f"ec2: provisioning deployment {deployment_id} at site {self.name!r} failed:"
                 f" {reason}{cleanup}"
             ) from e
-        ids = [x["InstanceId"] for x in instances]
-        return self._allocation(deployment_id, records, [running[i] for i in ids])
+        return alloc
 
     def _reason(self, e: BaseException) -> str:
         code = _code(e)
@@ -237,6 +238,16 @@ class EC2Compute(Compute):
             args["SecurityGroupIds"] = list(self.cfg.security_group_ids)
         if self.cfg.key_name:
             args["KeyName"] = self.cfg.key_name
+        from stratoflow.hooks.agent import agent_token
+
+        agent = {
+            "token": agent_token(self.cfg.conn_id, deployment_id),
+            "listen": f"0.0.0.0:{self.cfg.agent_port}",
+            "cores": itype.cpus,
+            "memory": itype.mem,
+        }
+        # boto3 base64-encodes UserData for RunInstances.
+        args["UserData"] = user_data(deployment_id, key, host.node, self.cfg.workdir, agent)
         return args
 
     def _wait_running(self, ids: list[str]) -> dict[str, dict]:
@@ -281,7 +292,9 @@ class EC2Compute(Compute):
             site=self.name,
             kind=self.kind,
             deployment_id=deployment_id,
-            workdir="/var/lib/stratoflow",  # on each host; used once the agent exists
+            workdir=sandbox_url(
+                self.name, hosts[0]["address"] or "", self.cfg.agent_port, deployment_id
+            ),
             cores=sum(t.cpus for _, _, t, _ in records),
             hosts=hosts,
             data={"instance_ids": [x["instance_id"] for x in hosts], "spot": self.cfg.spot},
@@ -367,20 +380,6 @@ class EC2Compute(Compute):
         if resource.kind != "instance":
             raise SiteError(f"ec2: cannot delete a {resource.kind}")
         self._terminate([resource.external_id], self.cfg.terminate_timeout_s)
-
-    # ---- jobs: need an agent on the hosts ------------------------------------------
-
-    def start_job(self, alloc: Allocation, job: JobSpec) -> str:
-        raise SiteError(NO_AGENT)
-
-    def job_status(self, alloc: Allocation, handle: str) -> JobStatus:
-        raise SiteError(NO_AGENT)
-
-    def job_log(self, alloc: Allocation, handle: str) -> Iterator[str]:
-        raise SiteError(NO_AGENT)
-
-    def cancel_job(self, alloc: Allocation, handle: str) -> None:
-        raise SiteError(NO_AGENT)
 
 
 def _tag(instance: dict, key: str) -> str | None:

@@ -6,6 +6,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from stratoflow.errors import Issue, SiteError
+from stratoflow.sites.agent.bootstrap import (
+    AGENT_FIELDS,
+    DEFAULT_PORT,
+    DEFAULT_WORKDIR,
+    validate_agent_fields,
+)
 from stratoflow.sites.base import HostRequest
 
 MIB = 1 << 20
@@ -29,6 +35,7 @@ FIELDS = {
     "create_attempts": "tries of each call (idempotent) before the site is given up",
     "retry_backoff_s": "first pause between those tries; doubles each time",
     "max_attempts": "botocore attempts per API request",
+    **AGENT_FIELDS,
 }
 
 
@@ -58,6 +65,8 @@ class EC2Config:
     create_attempts: int = 4
     retry_backoff_s: float = 1.0
     max_attempts: int | None = None
+    workdir: str = DEFAULT_WORKDIR
+    agent_port: int = DEFAULT_PORT
 
     @classmethod
     def from_dict(cls, name: str, c: dict[str, Any]) -> EC2Config:
@@ -78,6 +87,8 @@ class EC2Config:
             boot_timeout_s=float(c.get("boot_timeout_s", 600)),
             terminate_timeout_s=float(c.get("terminate_timeout_s", 300)),
             poll_interval_s=float(c.get("poll_interval_s", 5)),
+            workdir=c.get("workdir", DEFAULT_WORKDIR),
+            agent_port=int(c.get("agent_port", DEFAULT_PORT)),
             create_attempts=int(c.get("create_attempts", 4)),
             retry_backoff_s=float(c.get("retry_backoff_s", 1.0)),
             max_attempts=c.get("max_attempts"),
@@ -148,6 +159,7 @@ def validate_entry(path: str, entry: dict[str, Any]) -> list[Issue]:
         if not isinstance(entry.get(key), str) or not entry[key]:
             issues.append(Issue(f"{path}.{key}", f"required: {FIELDS[key]}"))
     issues += _check_types(f"{path}.instance_types", entry.get("instance_types"))
+    issues += validate_agent_fields(path, entry)
     for key in ("region", "endpoint_url", "subnet_id", "key_name"):
         if entry.get(key) is not None and not isinstance(entry[key], str):
             issues.append(Issue(f"{path}.{key}", f"expected a string: {FIELDS[key]}"))

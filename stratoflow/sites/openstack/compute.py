@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from stratoflow.errors import SiteError
+from stratoflow.sites.agent.bootstrap import user_data
 from stratoflow.sites.agent.jobs import AgentJobs, sandbox_url
 from stratoflow.sites.base import (
     Allocation,
@@ -24,7 +25,7 @@ from stratoflow.sites.base import (
     parse_time,
 )
 from stratoflow.sites.openstack.api import Caller
-from stratoflow.sites.openstack.config import MIB, OpenStackConfig, choose_flavor, user_data
+from stratoflow.sites.openstack.config import MIB, OpenStackConfig, choose_flavor
 from stratoflow.sites.openstack.teardown import TeardownMixin
 
 log = logging.getLogger(__name__)

@@ -6,17 +6,14 @@ tests) without loading the client library.
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from stratoflow.errors import Issue, SiteError
+from stratoflow.sites.agent.bootstrap import AGENT_FIELDS, validate_agent_fields
 from stratoflow.sites.base import HostRequest
 
 MIB = 1 << 20
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
-_SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./-]*$")
 GIB = 1 << 30
 
 FIELDS = {
@@ -35,10 +32,7 @@ FIELDS = {
     "poll_interval_s": "seconds between status polls (default 2)",
     "api_retries": "attempts per API call on 5xx or lost replies (default 6)",
     "retry_delay_s": "first back-off between attempts, doubled each time (default 1)",
-    "workdir": "directory on the VMs holding the deployment's data (default /srv/stratoflow)",
-    "agent_port": "TCP port of the Stratoflow agent on the VMs (default 8765)",
-    "allowed_roots": "directories on the Airflow workers stage-in may read from",
-    "writable_roots": "directories on the Airflow workers stage-out may write to",
+    **AGENT_FIELDS,
 }
 
 
@@ -108,13 +102,7 @@ def validate(path: str, entry: dict[str, Any]) -> list[Issue]:
     for key in ("network", "public_network"):
         if key in entry and not (isinstance(entry[key], str) and entry[key]):
             issues.append(Issue(f"{path}.{key}", f"expected a non-empty string: {FIELDS[key]}"))
-    workdir = entry.get("workdir", "/")
-    if not isinstance(workdir, str) or not _SAFE_PATH.match(workdir):  # goes into cloud-init
-        issues.append(
-            Issue(
-                f"{path}.workdir", f"expected an absolute path of [A-Za-z0-9_./-], got {workdir!r}"
-            )
-        )
+    issues += validate_agent_fields(path, entry)
     flavors = entry.get("flavors")
     if flavors is not None and (
         not isinstance(flavors, list) or not flavors or not all(isinstance(f, str) for f in flavors)
@@ -126,13 +114,6 @@ def validate(path: str, entry: dict[str, Any]) -> list[Issue]:
         or not all(isinstance(k, str) and isinstance(v, str) for k, v in images.items())
     ):
         issues.append(Issue(f"{path}.images", "expected a mapping of distribution -> image"))
-    port = entry.get("agent_port", 8765)
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        issues.append(Issue(f"{path}.agent_port", f"expected a TCP port number, got {port!r}"))
-    for key in ("allowed_roots", "writable_roots"):
-        v = entry.get(key)
-        if v is not None and not (isinstance(v, list) and all(isinstance(r, str) for r in v)):
-            issues.append(Issue(f"{path}.{key}", "expected a list of directory paths"))
     for key in ("cores", "memory", "api_retries"):
         v = entry.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -189,38 +170,3 @@ def choose_flavor(site: str, flavors: list[dict[str, Any]], h: HostRequest) -> d
             f" {h.num_cpus} cores, {h.mem_bytes // MIB} MiB{disk}{gpus}; offered: {offered}"
         )
     return min(fits, key=lambda t: t[0])[1]
-
-
-def user_data(deployment_id: str, key: str, node: str, workdir: str, agent: dict) -> str:
-    """The cloud-init user data each server boots with.
-
-    It writes the agent's configuration and starts ``stratoflow-agent`` (the image must
-    provide it: ``pip install stratoflow`` in the image build). The configuration holds the
-    deployment's agent token, derived from the site's connection secret: readable on this
-    VM only, and useless for any other deployment. No site credential is ever put here.
-    """
-    # Values land in YAML and shell lines: keep only characters that are safe in both.
-    dep, node = _SAFE.sub("_", deployment_id), _SAFE.sub("_", node)
-    config = json.dumps({"deployment": deployment_id, "workdir": workdir, **agent})
-    return "\n".join(
-        [
-            "#cloud-config",
-            "# Stratoflow bootstrap (see docs/sites-openstack.md)",
-            "write_files:",
-            "  - path: /etc/stratoflow/host.env",
-            "    permissions: '0644'",
-            "    content: |",
-            f"      STRATOFLOW_DEPLOYMENT={dep}",
-            f"      STRATOFLOW_KEY={key}",
-            f"      STRATOFLOW_NODE={node}",
-            f"      STRATOFLOW_WORKDIR={workdir}/deployments/{dep}",
-            "  - path: /etc/stratoflow/agent.json",
-            "    permissions: '0600'",
-            f"    content: {json.dumps(config)}",
-            "runcmd:",
-            f"  - [mkdir, -p, {workdir}/deployments/{dep}]",
-            "  - [sh, -c, 'nohup stratoflow-agent --config /etc/stratoflow/agent.json"
-            " >> /var/log/stratoflow-agent.log 2>&1 &']",
-            "",
-        ]
-    )

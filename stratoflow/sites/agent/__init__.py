@@ -1,0 +1,1 @@
+"""VM sites' side of the Stratoflow agent: URLs, client, jobs, staging, bootstrap."""

@@ -1,0 +1,54 @@
+"""Real DAG runs (`airflow dags test`) on an EC2 site: real boto3 over real HTTP against
+moto in server mode, whose instances boot the Stratoflow agent from their user data
+(tests/fakes/aws.py boot_agents)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from stratoflow.store import Store
+from tests.cloud_sites import assert_same_demo_result, site_in_catalogue
+
+pytest.importorskip("boto3")
+
+from tests.fakes.aws import (  # noqa: E402
+    aws_connection_env,
+    boot_agents,
+    honour_client_token,
+    shared_moto_url,
+)
+
+pytestmark = pytest.mark.airflow
+
+SECRET = "ec2-dagrun-secret-" + uuid.uuid4().hex
+CONN_ID = "stratoflow_ec2_dagrun"
+
+
+@pytest.fixture(scope="module")
+def booter(airflow_env: dict[str, str]):
+    """Site ``burst`` (kind ec2) in the session's catalogue, served by moto."""
+    import json
+
+    _name, value = aws_connection_env(CONN_ID, shared_moto_url(), SECRET, max_attempts=3)
+    entry = (
+        "  - name: burst\n    kind: ec2\n"
+        f"    conn_id: {CONN_ID}\n    region: us-east-1\n    image_id: ami-12345678\n"
+        "    instance_types:\n      - {name: m5.large, cpus: 2, mem: 8 GiB}\n"
+        "    poll_interval_s: 0.1\n    boot_timeout_s: 60\n    terminate_timeout_s: 30\n"
+        "    allowed_roots: ['{include}']\n"
+    )
+    with honour_client_token(), boot_agents() as vms:
+        with site_in_catalogue(airflow_env, entry, {CONN_ID: json.loads(value)}):
+            yield vms
+
+
+def test_demo_campaign_runs_unchanged_on_ec2(run_dag, booter):
+    result = assert_same_demo_result(run_dag, "burst")
+    dep = result["deployment"]
+    assert booter.running() == []  # terminated, agent and all
+    store = Store.open()
+    assert store.resources(dep.id) == []
+    assert {r.kind for r in store.resources(dep.id, include_deleted=True)} == {"instance"}
+    assert SECRET not in result["log"]
