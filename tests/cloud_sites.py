@@ -58,3 +58,25 @@ def assert_same_demo_result(run_dag, site: str) -> dict:
     assert names == ["mass_histogram.json", "mass_spectrum.png"]
     assert f"started at {site}" in result["log"]
     return result
+
+
+def assert_no_secrets(airflow_env: dict[str, str], result: dict, secrets: dict[str, str]) -> None:
+    """Scan everything a user or operator can read about the run: its task logs (`dags
+    test` prints them; any log files too), its XComs and its conf (straight from the test's
+    own metadata DB)."""
+    import sqlite3
+
+    home = Path(airflow_env["AIRFLOW_HOME"])
+    run_id = result["run_id"]
+    logs = result["log"] + "".join(
+        p.read_text(errors="replace") for p in (home / "logs").rglob("*") if p.is_file()
+    )
+    with sqlite3.connect(home / "airflow.db") as db:
+        xcom = db.execute("SELECT value FROM xcom WHERE run_id = ?", (run_id,)).fetchall()
+        conf = db.execute("SELECT conf FROM dag_run WHERE run_id = ?", (run_id,)).fetchall()
+    places = {"task logs": logs, "XCom": repr(xcom), "run conf": repr(conf)}
+    assert "started at" in logs and xcom, "the scan must see the run's logs and XComs"
+    for what, secret in secrets.items():
+        assert len(secret) >= 8
+        for where, text in places.items():
+            assert secret not in text, f"the {what} leaked into the {where}"

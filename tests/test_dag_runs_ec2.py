@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from stratoflow.store import Store
-from tests.cloud_sites import assert_same_demo_result, site_in_catalogue
+from tests.cloud_sites import assert_no_secrets, assert_same_demo_result, site_in_catalogue
 
 pytest.importorskip("boto3")
 
@@ -44,11 +44,14 @@ def booter(airflow_env: dict[str, str]):
             yield vms
 
 
-def test_demo_campaign_runs_unchanged_on_ec2(run_dag, booter):
+def test_demo_campaign_runs_unchanged_on_ec2(run_dag, airflow_env, booter):
+    from stratoflow.hooks.agent import agent_token
+
     result = assert_same_demo_result(run_dag, "burst")
     dep = result["deployment"]
+    secrets = {"secret key": SECRET, "agent token": agent_token(CONN_ID, dep.id)}
+    assert_no_secrets(airflow_env, result, secrets)
     assert booter.running() == []  # terminated, agent and all
     store = Store.open()
     assert store.resources(dep.id) == []
     assert {r.kind for r in store.resources(dep.id, include_deleted=True)} == {"instance"}
-    assert SECRET not in result["log"]

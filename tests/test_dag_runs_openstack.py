@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from stratoflow.store import Store
-from tests.cloud_sites import assert_same_demo_result, site_in_catalogue
+from tests.cloud_sites import assert_no_secrets, assert_same_demo_result, site_in_catalogue
 
 pytest.importorskip("openstack")
 
@@ -45,12 +45,36 @@ def fake(airflow_env: dict[str, str]):
         fake.stop()
 
 
-def test_demo_campaign_runs_unchanged_on_openstack(run_dag, fake):
+def test_demo_campaign_runs_unchanged_on_openstack(run_dag, airflow_env, fake):
+    from stratoflow.hooks.agent import agent_token
+
     result = assert_same_demo_result(run_dag, "cloud")
     dep = result["deployment"]
+    secrets = {"site password": PASSWORD, "agent token": agent_token(CONN_ID, dep.id)}
+    assert_no_secrets(airflow_env, result, secrets)
     assert fake.leftovers() == {"servers": [], "ports": [], "floatingips": []}
     assert fake.vms.running() == []
     store = Store.open()
     assert store.resources(dep.id) == []
     assert {r.kind for r in store.resources(dep.id, include_deleted=True)} == {"server"}
-    assert PASSWORD not in result["log"]
+
+
+def test_quota_exceeded_fails_over_to_the_next_site_and_records_why(run_dag, fake):
+    from pathlib import Path
+
+    template = Path(__file__).parent / "templates" / "dag" / "failover.yaml"
+    fake.quota["instances"] = 0
+    try:
+        result = run_dag(template, {"sites": ["cloud", "local"]})
+    finally:
+        fake.quota["instances"] = 10
+    dep = result["deployment"]
+    assert dep.status == "CREATE_COMPLETE", dep.status_reason
+    assert dep.site == "local"
+    assert "cloud" in dep.status_reason and "Quota exceeded for instances" in dep.status_reason
+    (why,) = [e for e in dep.outputs["failover"] if "cloud" in e]
+    assert "Quota exceeded" in why
+    assert (Path(dep.outputs["stage_out"]["results_dir"]) / "total.txt").read_text() == (
+        "600 from 3\n"
+    )
+    assert fake.leftovers() == {"servers": [], "ports": [], "floatingips": []}
