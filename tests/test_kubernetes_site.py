@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("kubernetes")
 
 from stratoflow.errors import SiteError, TemplateError  # noqa: E402
+from stratoflow.maintenance.reaper import reap_site  # noqa: E402
 from stratoflow.sites import catalogue  # noqa: E402
 from stratoflow.sites.base import HostRequest, JobSpec  # noqa: E402
 from stratoflow.sites.kubernetes import register  # noqa: E402
@@ -218,7 +219,7 @@ def test_chaos_provision_exactly_once_and_nothing_leaks(store, kube, tmp_path, m
     kube.rng.seed(5)  # this seed fails two provisions, one of them after a lost create
     kube.configure(error_rate=0.15, drop_rate=0.15)
     outcome = {}
-    for i in range(10):
+    for i in range(20):
         dep = f"chaos{i}"
         try:
             alloc = site.provision(dep, HOSTS, store)
@@ -247,7 +248,9 @@ def test_chaos_provision_exactly_once_and_nothing_leaks(store, kube, tmp_path, m
             except SiteError:
                 assert attempt < 2
     kube.configure(error_rate=0.0, drop_rate=0.0)
+    reap_site("k8s", site, store, run_id="chaos", grace=timedelta(0))
     assert wait_empty(kube) == (0, 0)
+    assert site.list_tagged() == []
     assert store.live_resources("k8s") == []
     failures = [v for v in outcome.values() if v != "provisioned"]
     assert 0 < len(failures) < len(outcome)

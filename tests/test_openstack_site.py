@@ -8,10 +8,12 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 
 from stratoflow.errors import ChecksumMismatch, SiteError, TemplateError
+from stratoflow.maintenance.reaper import reap_site
 from stratoflow.sites.base import HostRequest, JobSpec
 from stratoflow.sites.openstack.config import choose_flavor
 from tests.fakes.openstack_server import FakeOpenStack
@@ -130,7 +132,7 @@ def test_chaos_each_deployment_once_and_nothing_leaks(monkeypatch, fake, sqlite_
     fake.quota.update(instances=100, cores=100)  # quota is not what this test is about
     fake.chaos(error_rate=0.15, drop_rate=0.15)  # 30% of API calls fail
     outcomes = {}
-    for d in range(10):
+    for d in range(20):
         hosts = [HostRequest("w"), HostRequest("head", public_endpoint=d % 3 == 0)]
         try:
             alloc = os_site.provision(f"dep-{d}", hosts, sqlite_store)
@@ -143,15 +145,21 @@ def test_chaos_each_deployment_once_and_nothing_leaks(monkeypatch, fake, sqlite_
     assert max(fake.created_names.values()) == 1  # no key ever mapped to two servers
     names = [s["name"] for s in fake.servers.values()]
     assert len(names) == len(set(names))
-    assert list(outcomes.values()).count("ok") >= 7, outcomes
-    for d in range(10):  # teardown under chaos too; Airflow would retry a failed teardown
+    assert list(outcomes.values()).count("ok") >= 14, outcomes
+    for d in range(20):  # teardown under chaos too; Airflow would retry a failed teardown
         for attempt in range(3):
             try:
                 os_site.teardown(f"dep-{d}", sqlite_store)
                 break
             except SiteError:
                 assert attempt < 2
+    # One reaper run (still under chaos) finds nothing teardown missed: orphans would be
+    # listed, and any it found must be gone afterwards.
+    reap_site("cloud-a", os_site, sqlite_store, run_id="chaos", grace=timedelta(0))
+    fake.chaos()
+    assert os_site.list_tagged() == []
     assert fake.leftovers() == {"servers": [], "ports": [], "floatingips": []}
+    assert fake.vms.running() == []
     assert sqlite_store.live_resources("cloud-a") == []
     print(f"chaos: {len(fake.requests)} requests, {fake.faults_injected} faults, {outcomes}")
 
