@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,3 +81,31 @@ def assert_no_secrets(airflow_env: dict[str, str], result: dict, secrets: dict[s
         assert len(secret) >= 8
         for where, text in places.items():
             assert secret not in text, f"the {what} leaked into the {where}"
+
+
+OS_PASSWORD = "os-dagrun-password-71c2"
+OS_CONN_ID = "stratoflow_os_dagrun"
+
+
+@contextmanager
+def openstack_site(airflow_env: dict[str, str], name: str = "cloud") -> Iterator[Any]:
+    """Site ``name`` (kind openstack) in the catalogue, served by a FakeOpenStack whose VMs
+    run the agent. Yields the fake."""
+    from tests.fakes.openstack_server import FakeOpenStack
+
+    fake = FakeOpenStack(seed=3).start()
+    fake.users.add(("alice", OS_PASSWORD))
+    entry = (
+        f"  - name: {name}\n    kind: openstack\n"
+        f"    conn_id: {OS_CONN_ID}\n    image: ubuntu-22.04\n    network: private\n"
+        "    poll_interval_s: 0.1\n    retry_delay_s: 0.05\n    boot_timeout_s: 60\n"
+        "    allowed_roots: ['{include}']\n"
+    )
+    extra = {"project_name": "demo", "user_domain_name": "Default", "region_name": "RegionOne"}
+    conn = {"conn_type": "openstack", "host": fake.auth_url, "login": "alice"}
+    conn |= {"password": OS_PASSWORD, "extra": extra}
+    try:
+        with site_in_catalogue(airflow_env, entry, {OS_CONN_ID: conn}):
+            yield fake
+    finally:
+        fake.stop()

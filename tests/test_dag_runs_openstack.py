@@ -9,40 +9,28 @@ from __future__ import annotations
 import pytest
 
 from stratoflow.store import Store
-from tests.cloud_sites import assert_no_secrets, assert_same_demo_result, site_in_catalogue
+from tests.cloud_sites import (
+    OS_CONN_ID,
+    OS_PASSWORD,
+    assert_no_secrets,
+    assert_same_demo_result,
+    openstack_site,
+)
 
 pytest.importorskip("openstack")
 
-from tests.fakes.openstack_server import FakeOpenStack  # noqa: E402
 
 pytestmark = [
     pytest.mark.airflow,
     pytest.mark.filterwarnings("ignore::PendingDeprecationWarning", "ignore::DeprecationWarning"),
 ]
 
-PASSWORD = "os-dagrun-password-71c2"
-CONN_ID = "stratoflow_os_dagrun"
-
 
 @pytest.fixture(scope="module")
 def fake(airflow_env: dict[str, str]):
     """Site ``cloud`` (kind openstack) in the session's catalogue, served by a fake."""
-    fake = FakeOpenStack(seed=3).start()
-    fake.users.add(("alice", PASSWORD))
-    entry = (
-        "  - name: cloud\n    kind: openstack\n"
-        f"    conn_id: {CONN_ID}\n    image: ubuntu-22.04\n    network: private\n"
-        "    poll_interval_s: 0.1\n    retry_delay_s: 0.05\n    boot_timeout_s: 60\n"
-        "    allowed_roots: ['{include}']\n"
-    )
-    extra = {"project_name": "demo", "user_domain_name": "Default", "region_name": "RegionOne"}
-    conn = {"conn_type": "openstack", "host": fake.auth_url, "login": "alice"}
-    conn |= {"password": PASSWORD, "extra": extra}
-    try:
-        with site_in_catalogue(airflow_env, entry, {CONN_ID: conn}):
-            yield fake
-    finally:
-        fake.stop()
+    with openstack_site(airflow_env) as fake:
+        yield fake
 
 
 def test_demo_campaign_runs_unchanged_on_openstack(run_dag, airflow_env, fake):
@@ -50,7 +38,7 @@ def test_demo_campaign_runs_unchanged_on_openstack(run_dag, airflow_env, fake):
 
     result = assert_same_demo_result(run_dag, "cloud")
     dep = result["deployment"]
-    secrets = {"site password": PASSWORD, "agent token": agent_token(CONN_ID, dep.id)}
+    secrets = {"site password": OS_PASSWORD, "agent token": agent_token(OS_CONN_ID, dep.id)}
     assert_no_secrets(airflow_env, result, secrets)
     assert fake.leftovers() == {"servers": [], "ports": [], "floatingips": []}
     assert fake.vms.running() == []
