@@ -205,9 +205,9 @@ def _register_builtin_backends() -> None:
     """Every backend shipped with Stratoflow. Registration stores import strings only; no
     client library (openstacksdk, kubernetes, boto3, fts3) is imported until a site of that
     kind is used."""
-    from stratoflow.sites import ec2, fts3, kubernetes, openstack, s3
+    from stratoflow.sites import ec2, fts3, kubernetes, onedata, openstack, s3
 
-    for backend in (openstack, kubernetes, ec2, s3, fts3):
+    for backend in (openstack, kubernetes, ec2, s3, fts3, onedata):
         backend.register()
 
 

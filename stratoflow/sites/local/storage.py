@@ -38,6 +38,10 @@ class LocalStorage(Storage):
         self.config = dict(config or {})
         self.cfg = LocalConfig.from_dict(name, self.config)
 
+    def readable(self, url: str) -> Path:
+        """The local file ``url`` names, if this site may read it (else StagingRefused)."""
+        return self._readable(url)
+
     def _readable(self, url: str) -> Path:
         path = url_to_path(url).resolve()  # follow symlinks: no escaping a root via a link
         if not is_within(path, (self.cfg.workdir, *self.cfg.allowed_roots)):

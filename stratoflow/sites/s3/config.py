@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from stratoflow.errors import Issue, SiteError
-from stratoflow.sites.base import Allocation, Compute, HostRequest, JobSpec, JobStatus
 from stratoflow.sites.local.config import expand
+from stratoflow.sites.storage_only import StorageOnlySite
 
 MIB = 1 << 20
 S3_MIN_PART = 5 * MIB  # S3 refuses multipart parts below 5 MiB (except the last)
@@ -112,31 +111,8 @@ def validate_entry(path: str, entry: dict[str, Any]) -> list[Issue]:
     return issues
 
 
-class S3StorageSite(Compute):
+class S3StorageSite(StorageOnlySite):
     """The Compute face of a storage-only site: it has no hosts and runs no jobs."""
 
     kind = "s3"
-
-    def _refuse(self) -> SiteError:
-        return SiteError(
-            f"s3: site {self.name!r} is an object store (kind s3); it cannot provision hosts"
-            " or run jobs. Place the deployment on a compute site and stage data from it."
-        )
-
-    def provision(self, deployment_id: str, hosts: list[HostRequest], ledger: Any) -> Allocation:
-        raise self._refuse()
-
-    def start_job(self, alloc: Allocation, job: JobSpec) -> str:
-        raise self._refuse()
-
-    def job_status(self, alloc: Allocation, handle: str) -> JobStatus:
-        raise self._refuse()
-
-    def job_log(self, alloc: Allocation, handle: str) -> Iterator[str]:
-        raise self._refuse()
-
-    def cancel_job(self, alloc: Allocation, handle: str) -> None:
-        raise self._refuse()
-
-    def teardown(self, deployment_id: str, ledger: Any, alloc: Allocation | None = None) -> None:
-        return None  # nothing is ever provisioned here, so there is nothing to remove
+    what = "an object store"

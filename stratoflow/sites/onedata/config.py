@@ -1,0 +1,36 @@
+"""Site entries of kind ``onedata``: validation and the storage-only Compute."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stratoflow.errors import Issue
+from stratoflow.sites.storage_only import StorageOnlySite
+
+FIELDS = {
+    "name": "site name",
+    "kind": "onedata",
+    "conn_id": "Airflow connection id: host = provider URL, password = access token (required)",
+    "allowed_roots": "local directories uploads may read from",
+    "writable_roots": "local directories downloads may write to",
+}
+
+
+def validate_entry(path: str, entry: dict[str, Any]) -> list[Issue]:
+    issues = [
+        Issue(f"{path}.{k}", f"unknown field; expected one of {', '.join(sorted(FIELDS))}")
+        for k in entry
+        if k not in FIELDS
+    ]
+    if not isinstance(entry.get("conn_id"), str) or not entry["conn_id"]:
+        issues.append(Issue(f"{path}.conn_id", f"required: {FIELDS['conn_id']}"))
+    for key in ("allowed_roots", "writable_roots"):
+        v = entry.get(key)
+        if v is not None and not (isinstance(v, list) and all(isinstance(r, str) for r in v)):
+            issues.append(Issue(f"{path}.{key}", "expected a list of directory paths"))
+    return issues
+
+
+class OnedataSite(StorageOnlySite):
+    kind = "onedata"
+    what = "a OneData space provider"
