@@ -42,6 +42,8 @@ def test_demo_campaign_runs_unchanged_on_openstack(run_dag, airflow_env, fake):
     assert_no_secrets(airflow_env, result, secrets)
     assert fake.leftovers() == {"servers": [], "ports": [], "floatingips": []}
     assert fake.vms.running() == []
+    # Provision waited for ACTIVE in the triggerer, not in a worker slot.
+    assert "ServerActiveTrigger" in result["log"]
     store = Store.open()
     assert store.resources(dep.id) == []
     assert {r.kind for r in store.resources(dep.id, include_deleted=True)} == {"server"}
@@ -66,3 +68,18 @@ def test_quota_exceeded_fails_over_to_the_next_site_and_records_why(run_dag, fak
         "600 from 3\n"
     )
     assert fake.leftovers() == {"servers": [], "ports": [], "floatingips": []}
+
+
+def test_a_server_that_fails_to_boot_is_cleaned_up_and_the_run_fails_over(run_dag, fake):
+    from pathlib import Path
+
+    template = Path(__file__).parent / "templates" / "dag" / "failover.yaml"
+    fake.fail_boots = 1  # the next server goes to ERROR: "No valid host was found"
+    result = run_dag(template, {"sites": ["cloud", "local"]})
+    dep = result["deployment"]
+    assert dep.status == "CREATE_COMPLETE", dep.status_reason
+    assert dep.site == "local"
+    (why,) = [e for e in dep.outputs["failover"] if "cloud" in e]
+    assert "hosts did not boot" in why and "No valid host" in why
+    assert fake.leftovers() == {"servers": [], "ports": [], "floatingips": []}
+    assert fake.vms.running() == []

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
+
+from airflow.sdk.module_loading import import_string
 
 from stratoflow.errors import SiteError
 from stratoflow.execution.placement import compute_for_site, host_requests
@@ -28,9 +31,63 @@ class ProvisionOperator(StratoflowOperator):
         deployment_id = bound["deployment_id"]
         compute = compute_for_site(site)
         try:
-            alloc = compute.provision(deployment_id, host_requests(bound["hosts"]), self.store)
+            hosts = host_requests(bound["hosts"])
+            wait = None
+            if hasattr(compute, "provision_start"):
+                alloc = compute.provision_start(deployment_id, hosts, self.store)
+                wait = compute.boot_wait(alloc)
+            if wait is None:  # one call; it adopts what provision_start created
+                alloc = compute.provision(deployment_id, hosts, self.store)
         except SiteError as exc:
             raise SiteError(f"site {site}: {exc}") from exc
+        if wait is not None:
+            # VMs take minutes to boot: wait in the triggerer, not in a worker slot.
+            classpath, kwargs = wait
+            state = {"site": site, "alloc": alloc.to_dict()}
+            self.log.info(
+                "%s: %d host(s) booting at %s; deferring to %s",
+                deployment_id,
+                len(alloc.hosts),
+                site,
+                classpath.rpartition(".")[2],
+            )
+            self.defer(
+                trigger=import_string(classpath)(**kwargs, echo=state),
+                method_name="resume",
+                kwargs=state,
+                timeout=timedelta(seconds=float(kwargs.get("timeout", 3600)) + 300),
+            )
+        return self._provisioned(deployment_id, site, alloc)
+
+    def resume(
+        self, context: Any, event: dict | None = None, site: str = "", alloc: dict | None = None
+    ) -> dict:
+        """Back from the boot trigger: finish (addresses, agent) or clean up and fail."""
+        if not event:
+            # A retry can resume here without an event (see JobOperator): start again;
+            # provision_start adopts the servers this deployment already has.
+            return self.execute(context)
+
+        state = {"site": site, "alloc": alloc} if site else event.get("echo") or {}
+
+        def finish() -> dict:
+            compute = compute_for_site(state["site"])
+            started = Allocation.from_dict(state["alloc"])
+            status = (event or {}).get("status")
+            if status != "active":
+                why = (event or {}).get("message") or f"{status}: {event}"
+                exc = SiteError(f"site {state['site']}: hosts did not boot: {why}")
+                compute.cleanup_attempt(started.deployment_id, self.store, exc)
+                raise exc
+            try:
+                done = compute.provision_finish(started, self.store)
+            except SiteError as exc:
+                raise SiteError(f"site {state['site']}: {exc}") from exc
+            return self._provisioned(started.deployment_id, state["site"], done)
+
+        return self.guarded(context, finish)
+
+    def _provisioned(self, deployment_id: str, site: str, alloc: Allocation) -> dict:
         self.store.set_status(deployment_id, "CREATE_IN_PROGRESS", site=site)
         self.log.info(
             "provisioned %s at %s: %d cores, workdir %s",

@@ -154,6 +154,12 @@ class Compute(ABC):
         """Delete every resource the ledger holds for the deployment at this site.
         Idempotent; keeps staged-out results (they live outside the allocation)."""
 
+    def boot_wait(self, alloc: Allocation) -> tuple[str, dict[str, Any]] | None:
+        """For sites whose hosts take minutes to boot: ``(trigger class path, kwargs)`` the
+        provision task defers on after ``provision_start``, then ``provision_finish``.
+        None (the default) means ``provision`` does it all in one call."""
+        return None
+
     def list_outputs(self, alloc: Allocation, outdir: str) -> list[str]:
         """Every file under a finished job's ``outdir``, as the site names them (paths on a
         filesystem the workers share; sites without one return URLs their storage serves)."""

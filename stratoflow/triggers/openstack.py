@@ -34,6 +34,7 @@ class ServerActiveTrigger(BaseTrigger):
         timeout: float = 600.0,
         poll_interval: float = 5.0,
         deadline: float | None = None,
+        echo: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.conn_id = conn_id
@@ -41,6 +42,9 @@ class ServerActiveTrigger(BaseTrigger):
         self.timeout = float(timeout)
         self.poll_interval = float(poll_interval)
         self.deadline = float(deadline) if deadline is not None else time.time() + self.timeout
+        # Handed back in every event: the resumed task's state, because some runners
+        # (`airflow dags test`) resume with the event alone, without the defer kwargs.
+        self.echo = dict(echo or {})
         self._client: Any = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -52,6 +56,7 @@ class ServerActiveTrigger(BaseTrigger):
                 "timeout": self.timeout,
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
+                "echo": self.echo,
             },
         )
 
@@ -87,10 +92,10 @@ class ServerActiveTrigger(BaseTrigger):
         while True:
             result = await asyncio.to_thread(self._poll)
             if result["status"] in ("active", "error"):
-                yield TriggerEvent(result)
+                yield TriggerEvent({**result, "echo": self.echo})
                 return
             pending = result.get("pending", pending)
             if time.time() >= self.deadline:
-                yield TriggerEvent({"status": "timeout", "pending": pending})
+                yield TriggerEvent({"status": "timeout", "pending": pending, "echo": self.echo})
                 return
             await asyncio.sleep(self.poll_interval)

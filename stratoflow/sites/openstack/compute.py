@@ -300,6 +300,17 @@ class OpenStackCompute(AgentJobs, TeardownMixin, Compute):
             "public_address": None,
         }
 
+    def boot_wait(self, alloc: Allocation) -> tuple[str, dict[str, Any]] | None:
+        return (
+            "stratoflow.triggers.openstack.ServerActiveTrigger",
+            {
+                "conn_id": self.cfg.conn_id,
+                "server_ids": [h["server_id"] for h in alloc.hosts],
+                "timeout": self.cfg.boot_timeout_s,
+                "poll_interval": max(self.cfg.poll_interval_s, 0.1),
+            },
+        )
+
     def wait_active(self, alloc: Allocation) -> None:
         """Bounded polling until every server is ACTIVE; ERROR or timeout raises."""
         pending = {h["server_id"]: h["name"] for h in alloc.hosts}
