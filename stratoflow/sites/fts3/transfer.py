@@ -345,6 +345,33 @@ class FTS3Transfer(Storage):
             pending = [f for f in pending if f.pair in retry]
         raise AssertionError("unreachable")
 
+    # ---- bulk transfers in a DAG (the operator defers between submit and outcome) -------------
+
+    def wait_trigger(self, job_ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
+        """The trigger (class path, kwargs) that waits for ``job_ids`` in the triggerer."""
+        return (
+            "stratoflow.triggers.fts3.FTS3JobsTrigger",
+            {
+                "conn_id": self.cfg.conn_id,
+                "job_ids": list(job_ids),
+                "poll_interval": self.cfg.poll_interval_s,
+                "poll_ids_per_request": self.cfg.poll_ids_per_request,
+            },
+        )
+
+    def outcome(self, files: Sequence[dict], event: dict[str, Any]) -> list[StagedFile]:
+        """What the trigger's event means: the staged files, or the error naming every
+        failed file with FTS's reason (``ChecksumMismatch`` when all are checksum faults)."""
+        if event.get("status") != "success":
+            failed = [tuple(f) for fs in (event.get("failures") or {}).values() for f in fs]
+            if not failed:
+                failed = [("", "", f"jobs ended {event.get('states')}")]
+            raise _failure_error(failed, 1)  # type: ignore[arg-type]
+        return [
+            StagedFile(f["destination"], int(f.get("size") or 0), f.get("adler32"), f.get("sha256"))
+            for f in files
+        ]
+
     def copy(
         self,
         source_url: str,
