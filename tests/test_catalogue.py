@@ -60,7 +60,7 @@ def test_errors_name_the_field(tmp_path):
     with pytest.raises(TemplateError) as e:
         load_catalogue(p)
     msg = str(e.value)
-    expected = "ec2, fts3, kubernetes, local, openstack, s3"
+    expected = "ec2, fts3, kubernetes, local, onedata, openstack, s3"
     assert f"sites[0].kind: unknown site kind 'foo'; expected one of {expected}" in msg
     assert "sites[1].cores: expected a positive integer or 'auto'" in msg
     assert "sites[1].allowed_roots: expected a list" in msg
