@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stratoflow.errors import StagingError, StagingRefused
+from stratoflow.errors import ChecksumMismatch, StagingError, StagingRefused
 
 
 class FTS3AuthError(StagingRefused):
@@ -17,3 +17,16 @@ class FTS3QuotaExceeded(StagingError):
 
 class FTS3Unavailable(StagingError):
     """FTS3 kept failing (5xx, dropped connections, timeouts) after every retry."""
+
+
+def failure_error(failed: list[tuple[str, str, str]], attempts: int) -> StagingError:
+    """One error naming the failed files with FTS's reasons (the first five); a
+    ``ChecksumMismatch`` when every failure is a checksum fault, so it is retried as one."""
+    from stratoflow.sites.fts3.jobs import is_checksum_failure
+
+    shown = "; ".join(f"{s} -> {d}: {r}" for s, d, r in failed[:5])
+    more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+    msg = f"fts3: {len(failed)} file(s) failed after {attempts} attempt(s): {shown}{more}"
+    if all(is_checksum_failure(r) for _, _, r in failed):
+        return ChecksumMismatch(msg)
+    return StagingError(msg)

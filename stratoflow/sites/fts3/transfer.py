@@ -25,9 +25,14 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from stratoflow.errors import ChecksumMismatch, StagingError
+from stratoflow.errors import StagingError
 from stratoflow.sites.base import StagedFile, Storage
-from stratoflow.sites.fts3.errors import FTS3AuthError, FTS3QuotaExceeded, FTS3Unavailable
+from stratoflow.sites.fts3.errors import (
+    FTS3AuthError,
+    FTS3QuotaExceeded,
+    FTS3Unavailable,
+    failure_error,
+)
 from stratoflow.sites.fts3.jobs import (
     ALL_JOB_STATES,
     FILE_FAILED,
@@ -38,7 +43,6 @@ from stratoflow.sites.fts3.jobs import (
     batch_sid,
     batches,
     file_spec,
-    is_checksum_failure,
     is_retriable_failure,
     predicted_job_id,
 )
@@ -338,7 +342,7 @@ class FTS3Transfer(Storage):
                 return all_ids
             retry = {(s, d) for s, d, r in failed if is_retriable_failure(r)}
             if len(retry) < len(failed) or attempt + 1 == max_attempts:
-                raise _failure_error(failed, attempt + 1)
+                raise failure_error(failed, attempt + 1)
             log.warning(
                 "fts3: %d files failed (%s); resubmitting only those", len(failed), failed[0][2]
             )
@@ -366,7 +370,7 @@ class FTS3Transfer(Storage):
             failed = [tuple(f) for fs in (event.get("failures") or {}).values() for f in fs]
             if not failed:
                 failed = [("", "", f"jobs ended {event.get('states')}")]
-            raise _failure_error(failed, 1)  # type: ignore[arg-type]
+            raise failure_error(failed, 1)  # type: ignore[arg-type]
         return [
             StagedFile(f["destination"], int(f.get("size") or 0), f.get("adler32"), f.get("sha256"))
             for f in files
@@ -401,15 +405,6 @@ class FTS3Transfer(Storage):
             raise
         record = self._get_json("job files", f"/jobs/{job_id}/files")[0]
         if state != "FINISHED" or record.get("file_state") != "FINISHED":
-            raise _failure_error([(source_url, dest_url, record.get("reason") or state)], 1)
+            raise failure_error([(source_url, dest_url, record.get("reason") or state)], 1)
         got = int(record.get("filesize") or size or 0)
         return StagedFile(dest_url, got, spec.adler32, sha256)
-
-
-def _failure_error(failed: list[Failure], attempts: int) -> StagingError:
-    shown = "; ".join(f"{s} -> {d}: {r}" for s, d, r in failed[:5])
-    more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
-    msg = f"fts3: {len(failed)} file(s) failed after {attempts} attempt(s): {shown}{more}"
-    if all(is_checksum_failure(r) for _, _, r in failed):
-        return ChecksumMismatch(msg)
-    return StagingError(msg)
