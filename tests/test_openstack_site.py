@@ -267,7 +267,7 @@ def test_server_active_trigger(monkeypatch, fake, sqlite_store):
     fake.build_polls = 10**6
     slow = os_site.provision_start("dep-t3", [HostRequest("w")], sqlite_store)
     event = asyncio.run(first_event(ServerActiveTrigger(conn_id, slow.data["server_ids"], 0, 0)))
-    assert event == {"status": "timeout", "pending": slow.data["server_ids"]}
+    assert event == {"status": "timeout", "pending": slow.data["server_ids"], "echo": {}}
     for dep in ("dep-t", "dep-t2", "dep-t3"):
         os_site.teardown(dep, sqlite_store)
     assert fake.leftovers() == {"servers": [], "ports": [], "floatingips": []}
