@@ -135,7 +135,8 @@ def _default_args_src(policy: dict) -> str:
         f"{{'retries': {policy['retries']!r}, "
         f"'retry_delay': timedelta(seconds={policy['retry_delay_s']!r}), "
         f"'retry_exponential_backoff': {policy['retry_backoff']!r}, "
-        f"'max_retry_delay': timedelta(seconds={policy['max_retry_delay_s']!r})}}"
+        f"'max_retry_delay': timedelta(seconds={policy['max_retry_delay_s']!r}), "
+        f"'execution_timeout': timedelta(seconds={policy['timeout_s']!r})}}"
     )
 
 
@@ -166,6 +167,12 @@ def plain_dag_source(plans: list[dict]) -> str:
                 assert not s.get("map_over"), "the plain baseline writes non-mapped jobs only"
                 if isinstance(s.get("retries"), int):
                     args += f", retries={s['retries']!r}"
+                timeout = s.get("timeout_s")
+                args += (
+                    f", execution_timeout=timedelta(seconds={timeout + 300!r})"
+                    if timeout
+                    else ", execution_timeout=None"
+                )
                 upstream_outputs = (
                     f"XComArg(t_{s['inputs_from']})" if s.get("inputs_from") else None
                 )
@@ -244,6 +251,8 @@ def dagfactory_config(plans: list[dict]) -> dict:
                 assert not s.get("map_over"), "the dag-factory baseline writes non-mapped jobs only"
                 if isinstance(s.get("retries"), int):
                     task["retries"] = s["retries"]
+                timeout = s.get("timeout_s")
+                task["execution_timeout"] = timedelta_(timeout + 300) if timeout else None
                 # XComArg cannot be written in YAML for an operator argument: Jinja instead.
                 task["upstream_outputs"] = (
                     f"{{{{ ti.xcom_pull(task_ids={s['inputs_from']!r}) }}}}"
@@ -266,6 +275,7 @@ def dagfactory_config(plans: list[dict]) -> dict:
                 "retry_delay": timedelta_(policy["retry_delay_s"]),
                 "retry_exponential_backoff": policy["retry_backoff"],
                 "max_retry_delay": timedelta_(policy["max_retry_delay_s"]),
+                "execution_timeout": timedelta_(policy["timeout_s"]),
                 # Every operator's ``plan=``: through default_args, written once per DAG
                 # (Airflow fills a missing __init__ argument from default_args).
                 "plan": plan,
@@ -361,6 +371,7 @@ def _fingerprints(dags: dict) -> tuple[str, str]:
                     t.retry_delay.total_seconds(),
                     t.retry_exponential_backoff,
                     t.max_retry_delay.total_seconds() if t.max_retry_delay else None,
+                    t.execution_timeout.total_seconds() if t.execution_timeout else None,
                     getattr(t, "chunk", None),
                     None if t.task_type == "TeardownOperator" else str(t.trigger_rule),
                 ]
