@@ -29,6 +29,7 @@ def fake(airflow_env: dict[str, str]):
     entry = (
         f"  - name: space\n    kind: onedata\n    conn_id: {CONN_ID}\n"
         "    writable_roots: ['{home}']\n"
+        f"    allowed_roots: ['{TEMPLATES}']\n"
     )
     conn = {"conn_type": "onedata", "host": fake.url, "password": TOKEN}
     try:
@@ -49,3 +50,24 @@ def test_stage_in_from_onedata_catches_a_corrupted_read_and_retries(run_dag, air
     total = Path(dep.outputs["stage_out"]["results_dir"]) / "total.txt"
     assert total.read_text() == "600 from 3\n"
     assert_no_secrets(airflow_env, result, {"access token": TOKEN})
+
+
+def test_transfer_into_a_space_waits_for_its_qos_replicas(run_dag, fake):
+    result = run_dag(TEMPLATES / "onedata_replicate.yaml")
+    dep = result["deployment"]
+    assert dep.status == "CREATE_COMPLETE", dep.status_reason
+    out = dep.outputs["replicate"]
+    assert sorted(f["url"] for f in out["files"]) == [
+        "onedata://exp/replicas/part_0.txt",
+        "onedata://exp/replicas/part_1.txt",
+    ]
+    assert set(out["qos"].values()) == {"fulfilled"} and len(out["qos"]) == 2
+    assert fake.read("exp/replicas/part_0.txt") == (TEMPLATES / "data" / "part_0.txt").read_bytes()
+
+
+def test_an_impossible_qos_fails_the_transfer_at_once_with_the_reason(run_dag, fake):
+    result = run_dag(TEMPLATES / "onedata_replicate.yaml", {"qos": "country=XX"})
+    dep = result["deployment"]
+    assert dep.status == "CREATE_FAILED"
+    assert "OneData QoS not satisfied" in dep.status_reason and "impossible" in dep.status_reason
+    assert len(Store.open().step_events(dep.id, "retry")) == 0  # refused, not retried

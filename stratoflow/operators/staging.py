@@ -6,6 +6,7 @@ from typing import Any
 
 from airflow.sdk.module_loading import import_string
 
+from stratoflow.errors import StagingRefused
 from stratoflow.execution.jobs import chunk
 from stratoflow.execution.placement import storage_for_url
 from stratoflow.execution.staging import (
@@ -18,6 +19,7 @@ from stratoflow.execution.staging import (
 from stratoflow.operators.base import StratoflowOperator
 from stratoflow.plan.model import PROVISION, resolve
 from stratoflow.sites.base import Allocation
+from stratoflow.triggers.onedata import OnedataReplicationTrigger
 
 
 class StageInOperator(StratoflowOperator):
@@ -110,10 +112,43 @@ class TransferOperator(StratoflowOperator):
             log=self.log,
             overwrite=overwrite,
         )
-        return {
-            "destination": dests[0].rpartition("/")[0] if dests else "",
-            "files": [s.to_dict() for s in staged],
-        }
+        result = {"destination": destination, "files": [s.to_dict() for s in staged]}
+        qos = resolve(self.step.get("qos"), bound["inputs"])
+        if qos and dests:
+            self._require_replicas(destination, dests, qos, result)
+        return result
+
+    def _require_replicas(self, destination: str, dests: list[str], qos: dict, result: dict):
+        """OneData keeps the replicas the template asks for; wait until it says so."""
+        storage = storage_for_url(destination)
+        if not hasattr(storage, "require_replicas"):
+            raise StagingRefused(
+                f"{self.task_id}.qos_expression: only onedata:// destinations have QoS,"
+                f" not {destination}"
+            )
+        expression, replicas = str(qos["expression"]), int(qos.get("replicas") or 1)
+        ids = storage.require_replicas(dests, expression, replicas)
+        self.log.info("QoS %r x%d required on %d files; waiting", expression, replicas, len(ids))
+        self.defer(
+            trigger=OnedataReplicationTrigger(
+                storage.config["conn_id"], qos_ids=ids, poll_interval=2.0, echo=result
+            ),
+            method_name="replicas_done",
+        )
+
+    def replicas_done(self, context: Any, event: dict | None = None) -> dict:
+        if not event:
+            return self.execute(context)
+
+        def finish() -> dict:
+            if event["status"] != "success":
+                # An impossible requirement never becomes possible by retrying.
+                raise StagingRefused(
+                    f"{self.task_id}: OneData QoS not satisfied: {sorted(event['qos'].values())}"
+                )
+            return {**event["echo"], "qos": event["qos"]}
+
+        return self.guarded(context, finish)
 
     def bulk_done(self, context: Any, event: dict | None = None) -> dict:
         if not event:

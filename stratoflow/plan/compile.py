@@ -216,6 +216,12 @@ def _transfer_step(topology: Topology, node: NodeTemplate, base: Path) -> dict:
         "destination": node.properties.get("destination"),
         "verify_checksum": node.properties.get("verify_checksum", "both"),
         "overwrite": node.properties.get("overwrite", False),
+        # Only present when asked for, so existing plans keep their hashes.
+        **(
+            {"qos": {"expression": qos, "replicas": node.properties.get("replicas") or 1}}
+            if (qos := node.properties.get("qos_expression")) is not None
+            else {}
+        ),
     }
 
 

@@ -22,11 +22,14 @@ class OnedataReplicationTrigger(BaseTrigger):
         transfer_ids: list[str] | None = None,
         poll_interval: float = 10.0,
         max_errors: int = 10,
+        echo: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.conn_id = conn_id
         self.qos_ids, self.transfer_ids = list(qos_ids or []), list(transfer_ids or [])
         self.poll_interval, self.max_errors = float(poll_interval), int(max_errors)
+        # Handed back in the event: `airflow dags test` resumes with the event alone.
+        self.echo = dict(echo or {})
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -37,6 +40,7 @@ class OnedataReplicationTrigger(BaseTrigger):
                 "transfer_ids": self.transfer_ids,
                 "poll_interval": self.poll_interval,
                 "max_errors": self.max_errors,
+                "echo": self.echo,
             },
         )
 
@@ -73,5 +77,10 @@ class OnedataReplicationTrigger(BaseTrigger):
             s == "completed" for s in transfers.values()
         )
         yield TriggerEvent(
-            {"status": "success" if ok else "failed", "qos": qos, "transfers": transfers}
+            {
+                "status": "success" if ok else "failed",
+                "qos": qos,
+                "transfers": transfers,
+                "echo": self.echo,
+            }
         )

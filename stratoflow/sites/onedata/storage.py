@@ -81,6 +81,12 @@ class OnedataStorage(Storage):
                 source_url = local.as_uri()
             return self._upload(source_url, dest_url, declared, overwrite)
 
+    def require_replicas(self, urls: list[str], expression: str, replicas: int) -> list[str]:
+        """Add a QoS requirement per file; wait on the ids with OnedataReplicationTrigger."""
+        from stratoflow.sites.onedata.replication import require_replicas
+
+        return require_replicas(self.client, urls, expression, replicas)
+
     def _download(self, url: str, local: Path, declared: dict) -> None:
         space, rel = split_url(url)
         fid = self.client.file_id(f"{space}/{rel}")
