@@ -349,9 +349,12 @@ def test_the_agent_refuses_a_wrong_token_and_paths_outside_its_sandbox(
     try:
         assert agent.health()["deployment"] == "dep-t"
         auth = dict(agent._http.headers)
+        headers = {"Authorization": auth["authorization"]}
         for path in ("/v1/list/..%2F..%2F..", "/v1/files/%2E%2E/%2E%2E/agent.json"):
-            r = httpx.get(base + path, headers={"Authorization": auth["authorization"]})
+            r = httpx.get(base + path, headers=headers)
             assert r.status_code == 403, (path, r.status_code, r.text)
+        r = httpx.get(base + "/v1/files/inputs", headers=headers)  # a directory
+        assert r.status_code == 400 and "IsADirectoryError" in r.json()["error"]
     finally:
         agent.close()
     os_site.teardown("dep-t", sqlite_store)

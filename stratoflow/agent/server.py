@@ -138,6 +138,8 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(400, {"error": f"bad request: {e}"})
         except (SiteError, StratoflowError) as e:
             self._reply(409, {"error": str(e)})
+        except OSError as e:  # e.g. a directory where a file was expected
+            self._reply(400, {"error": f"{type(e).__name__}: {e.strerror or e}"})
 
     def _dispatch(self, method: str, path: str, length: int) -> None:
         a = self.agent
