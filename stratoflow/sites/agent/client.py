@@ -7,7 +7,6 @@ site names the connection the token is derived from; nothing secret is in the UR
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 
 from stratoflow.errors import ChecksumMismatch, SiteError, StagingError
+from stratoflow.sites.http_retry import call_with_retries
 
 SCHEME = "sfagent"
 DEFAULT_PORT = 8765
@@ -74,24 +74,25 @@ class AgentClient:
         self._http.close()
 
     def _call(self, what: str, fn: Callable[[], httpx.Response], ok: tuple[int, ...]) -> Any:
-        last = ""
-        for attempt in range(self.attempts):
-            if attempt:
-                time.sleep(min(self.backoff_s * 2 ** (attempt - 1), 10.0))
-            try:
-                r = fn()
-            except httpx.HTTPError as e:
-                last = f"{type(e).__name__}: {e}"
-                continue
-            if r.status_code in ok:
-                return r
-            detail = _error(r)
-            if r.status_code == 422:
-                raise ChecksumMismatch(f"{what}: {detail}")
-            if r.status_code < 500:
-                raise SiteError(f"agent {self.base.host}: {what}: {r.status_code} {detail}")
-            last = f"{r.status_code} {detail}"
-        raise SiteError(f"agent {self.base.host}: {what} failed {self.attempts} times: {last}")
+        host = self.base.host
+
+        def refuse(r: httpx.Response, detail: str) -> Exception:
+            if r.status_code == 422:  # the agent's verdict on an upload's checksum
+                return ChecksumMismatch(f"{what}: {detail}")
+            return SiteError(f"agent {host}: {what}: {r.status_code} {detail}")
+
+        return call_with_retries(
+            what,
+            fn,
+            ok,
+            attempts=self.attempts,
+            backoff_s=self.backoff_s,
+            detail=_error,
+            refuse=refuse,
+            give_up=lambda last: SiteError(
+                f"agent {host}: {what} failed {self.attempts} times: {last}"
+            ),
+        )
 
     def health(self) -> dict[str, Any]:
         return self._call("health", lambda: self._http.get("/v1/health"), (200,)).json()

@@ -8,7 +8,6 @@ retries are safe to repeat (reads, deletes, and creates that fail on EEXIST).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from urllib.parse import quote
 import httpx
 
 from stratoflow.errors import StagingError
+from stratoflow.sites.http_retry import call_with_retries
 
 API = "/api/v3/oneprovider"
 
@@ -50,24 +50,20 @@ class OnedataClient:
         self._http.close()
 
     def _call(self, what: str, fn: Callable[[], httpx.Response], ok: tuple[int, ...]) -> Any:
-        last = ""
-        for attempt in range(self.attempts):
-            if attempt:
-                time.sleep(min(self.backoff_s * 2 ** (attempt - 1), 10.0))
-            try:
-                r = fn()
-            except httpx.HTTPError as e:
-                last = f"{type(e).__name__}: {e}"
-                continue
-            if r.status_code in ok:
-                return r
-            message, errno = _error(r)
-            if r.status_code < 500:
-                raise OnedataError(
-                    f"onedata {what}: {r.status_code} {message}", r.status_code, errno
-                )
-            last = f"{r.status_code} {message}"
-        raise OnedataError(f"onedata {what}: failed {self.attempts} times: {last}")
+        return call_with_retries(
+            what,
+            fn,
+            ok,
+            attempts=self.attempts,
+            backoff_s=self.backoff_s,
+            detail=lambda r: _error(r)[0],
+            refuse=lambda r, message: OnedataError(
+                f"onedata {what}: {r.status_code} {message}", r.status_code, _error(r)[1]
+            ),
+            give_up=lambda last: OnedataError(
+                f"onedata {what}: failed {self.attempts} times: {last}"
+            ),
+        )
 
     # ---- files ------------------------------------------------------------------------
 
