@@ -20,7 +20,7 @@ import yaml
 
 from stratoflow.errors import Issue, TemplateError
 from stratoflow.sites.base import Compute, Storage
-from stratoflow.sites.local.config import include_dir
+from stratoflow.sites.local.config import include_dir, validate_roots
 
 NAME = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")
 MAX_CATALOGUE_BYTES = 1 << 20
@@ -89,17 +89,7 @@ def _validate_local(path: str, entry: dict[str, Any]) -> list[Issue]:
             issues += _positive_or_auto(f"{path}.{key}", entry[key])
     if "workdir" in entry and not isinstance(entry["workdir"], str):
         issues.append(Issue(f"{path}.workdir", "expected a path string"))
-    for key in ("allowed_roots", "writable_roots"):
-        roots = entry.get(key)
-        if roots is None:
-            continue
-        if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
-            issues.append(Issue(f"{path}.{key}", "expected a list of directory paths"))
-            continue
-        for i, root in enumerate(roots):
-            expanded = root.replace("{include}", "/").replace("{home}", "/")
-            if not os.path.isabs(os.path.expanduser(expanded)):
-                issues.append(Issue(f"{path}.{key}[{i}]", f"{root!r} is not an absolute path"))
+    issues += validate_roots(path, entry)
     return issues
 
 

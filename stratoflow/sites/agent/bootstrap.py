@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from stratoflow.errors import Issue
+from stratoflow.sites.local.config import validate_roots
 
 AGENT_FIELDS = {
     "workdir": "directory on the VMs holding the deployments' data (default /srv/stratoflow)",
@@ -32,10 +33,7 @@ def validate_agent_fields(path: str, entry: dict[str, Any]) -> list[Issue]:
     port = entry.get("agent_port", DEFAULT_PORT)
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         issues.append(Issue(f"{path}.agent_port", f"expected a TCP port number, got {port!r}"))
-    for key in ("allowed_roots", "writable_roots"):
-        v = entry.get(key)
-        if v is not None and not (isinstance(v, list) and all(isinstance(r, str) for r in v)):
-            issues.append(Issue(f"{path}.{key}", "expected a list of directory paths"))
+    issues += validate_roots(path, entry)
     return issues
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from stratoflow.errors import Issue, SiteError
-from stratoflow.sites.local.config import expand
+from stratoflow.sites.local.config import expand, validate_roots
 from stratoflow.store.config import stratoflow_home
 
 GIB = 1 << 30
@@ -123,10 +123,7 @@ def validate_site(path: str, entry: dict[str, Any]) -> list[Issue]:
     for key in ("workdir", "image"):
         if key in entry and not isinstance(entry[key], str):
             issues.append(Issue(f"{path}.{key}", "expected a string"))
-    for key in ("allowed_roots", "writable_roots"):
-        v = entry.get(key)
-        if v is not None and not (isinstance(v, list) and all(isinstance(r, str) for r in v)):
-            issues.append(Issue(f"{path}.{key}", "expected a list of directory paths"))
+    issues += validate_roots(path, entry)
     prefix = entry.get("namespace_prefix")
     if prefix is not None and (not isinstance(prefix, str) or not PREFIX.match(prefix)):
         issues.append(

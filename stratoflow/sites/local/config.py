@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stratoflow.errors import SiteError
+from stratoflow.errors import Issue, SiteError
 from stratoflow.store.config import stratoflow_home
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -93,3 +93,38 @@ class LocalConfig:
 def is_within(path: Path, roots: tuple[Path, ...] | list[Path]) -> bool:
     """True if ``path`` (already resolved, symlinks followed) lies inside one of ``roots``."""
     return any(path == r or path.is_relative_to(r) for r in roots)
+
+
+def validate_roots(path: str, entry: dict[str, Any]) -> list[Issue]:
+    """``allowed_roots``/``writable_roots`` of any site kind that stages through the
+    workers' filesystem: lists of absolute paths (``{include}``, ``{home}`` and ``~``
+    allowed), each fault at ``sites[i].<key>[j]``."""
+    issues: list[Issue] = []
+    for key in ("allowed_roots", "writable_roots"):
+        roots = entry.get(key)
+        if roots is None:
+            continue
+        if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
+            issues.append(Issue(f"{path}.{key}", "expected a list of directory paths"))
+            continue
+        for i, root in enumerate(roots):
+            expanded = root.replace("{include}", "/").replace("{home}", "/")
+            if not os.path.isabs(os.path.expanduser(expanded)):
+                issues.append(Issue(f"{path}.{key}[{i}]", f"{root!r} is not an absolute path"))
+    return issues
+
+
+def worker_staging(name: str, config: dict[str, Any]) -> Any:
+    """The worker-side LocalStorage of a site whose own storage is remote (a VM's agent,
+    OneData): its own staging directory for temporary copies, and the site's roots for
+    what stage-in may read and stage-out may write."""
+    from stratoflow.sites.local.storage import LocalStorage
+
+    return LocalStorage(
+        name,
+        {
+            "workdir": str(stratoflow_home() / "sites" / name / "staging"),
+            "allowed_roots": config.get("allowed_roots") or [],
+            "writable_roots": config.get("writable_roots"),
+        },
+    )

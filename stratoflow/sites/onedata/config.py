@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from stratoflow.errors import Issue
+from stratoflow.sites.local.config import validate_roots
 from stratoflow.sites.storage_only import StorageOnlySite
 
 FIELDS = {
@@ -24,10 +25,7 @@ def validate_entry(path: str, entry: dict[str, Any]) -> list[Issue]:
     ]
     if not isinstance(entry.get("conn_id"), str) or not entry["conn_id"]:
         issues.append(Issue(f"{path}.conn_id", f"required: {FIELDS['conn_id']}"))
-    for key in ("allowed_roots", "writable_roots"):
-        v = entry.get(key)
-        if v is not None and not (isinstance(v, list) and all(isinstance(r, str) for r in v)):
-            issues.append(Issue(f"{path}.{key}", "expected a list of directory paths"))
+    issues += validate_roots(path, entry)
     return issues
 
 

@@ -35,19 +35,11 @@ class OnedataStorage(Storage):
     schemes = (SCHEME,)
 
     def __init__(self, name: str, config: dict[str, Any] | None = None):
-        from stratoflow.sites.local.storage import LocalStorage
-        from stratoflow.store.config import stratoflow_home
+        from stratoflow.sites.local.config import worker_staging
 
         self.name = name
         self.config = dict(config or {})
-        self.local = LocalStorage(
-            name,
-            {
-                "workdir": str(stratoflow_home() / "sites" / name / "staging"),
-                "allowed_roots": self.config.get("allowed_roots") or [],
-                "writable_roots": self.config.get("writable_roots"),
-            },
-        )
+        self.local = worker_staging(name, self.config)
         self._client: Any = None
 
     @property

@@ -7,14 +7,13 @@ to provision: the broker sees no capacity there (cores 0) and never places jobs 
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from stratoflow.errors import Issue, SiteError
-from stratoflow.sites.local.config import expand
+from stratoflow.sites.local.config import expand, validate_roots
 from stratoflow.sites.storage_only import StorageOnlySite
 
 MIB = 1 << 20
@@ -98,16 +97,7 @@ def validate_entry(path: str, entry: dict[str, Any]) -> list[Issue]:
     for key in ("max_concurrency", "max_attempts"):
         if key in entry:
             issues += _int_at_least(f"{path}.{key}", entry[key], 1)
-    for key in ("allowed_roots", "writable_roots"):
-        roots = entry.get(key)
-        if roots is None:
-            continue
-        if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
-            issues.append(Issue(f"{path}.{key}", "expected a list of directory paths"))
-            continue
-        for i, root in enumerate(roots):
-            if not os.path.isabs(os.path.expanduser(root.replace("{home}", "/"))):
-                issues.append(Issue(f"{path}.{key}[{i}]", f"{root!r} is not an absolute path"))
+    issues += validate_roots(path, entry)
     return issues
 
 
