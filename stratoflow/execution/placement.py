@@ -67,11 +67,9 @@ def demand(hosts: list[dict]) -> tuple[int, int]:
 def site_offers() -> dict[str, SiteOffer]:
     offers = {}
     for name, site in catalogue().items():
-        compute = compute_for(site)
-        cfg = getattr(compute, "cfg", None)
-        cores = getattr(cfg, "cores", None) or int(site.config.get("cores") or 0)
-        memory = getattr(cfg, "memory", None) or int(site.config.get("memory") or 0)
-        if getattr(compute, "quota_decides", False):
+        capacity = compute_for(site).capacity()
+        cores, memory = capacity.cores or 0, capacity.mem_bytes or 0
+        if capacity.quota_decides:
             # A cloud without capacity hints: its own quota answers at provision time.
             cores, memory = cores or UNBOUNDED_CORES, memory or UNBOUNDED_MEMORY
         offers[name] = SiteOffer(name, site.kind, cores, memory)

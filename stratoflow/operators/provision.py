@@ -32,12 +32,8 @@ class ProvisionOperator(StratoflowOperator):
         compute = compute_for_site(site)
         try:
             hosts = host_requests(bound["hosts"])
-            wait = None
-            if hasattr(compute, "provision_start"):
-                alloc = compute.provision_start(deployment_id, hosts, self.store)
-                wait = compute.boot_wait(alloc)
-            if wait is None:  # one call; it adopts what provision_start created
-                alloc = compute.provision(deployment_id, hosts, self.store)
+            alloc = compute.provision_start(deployment_id, hosts, self.store)
+            wait = compute.boot_wait(alloc)
         except SiteError as exc:
             raise SiteError(f"site {site}: {exc}") from exc
         if wait is not None:

@@ -19,7 +19,6 @@ from stratoflow.execution.staging import (
 from stratoflow.operators.base import StratoflowOperator
 from stratoflow.plan.model import PROVISION, resolve
 from stratoflow.sites.base import Allocation
-from stratoflow.triggers.onedata import OnedataReplicationTrigger
 
 
 class StageInOperator(StratoflowOperator):
@@ -58,7 +57,7 @@ class StageOutOperator(StratoflowOperator):
         patterns = resolve(self.step.get("patterns") or [], bound["inputs"])
         files = select_outputs(self.sources, patterns)
         dests = [str(target / f["name"]) for f in files]
-        site = (context["ti"].xcom_pull(task_ids=PROVISION) or {}).get("site", "local")
+        site = Allocation.from_dict(context["ti"].xcom_pull(task_ids=PROVISION)).site
         staged = stage_files(
             files, dests, self.store, deployment_id, site, self.task_id, log=self.log
         )
@@ -68,8 +67,8 @@ class StageOutOperator(StratoflowOperator):
 class TransferOperator(StratoflowOperator):
     """A DataTransfer node: copy each file of the source dataset to the destination.
 
-    When the destination's backend moves files itself in bulk (FTS3), every file is
-    submitted at once (<= 200 per FTS job) and the task defers to the backend's trigger;
+    When the destination's backend moves files itself in bulk (``bulk_transfer``), every
+    file is submitted at once and the task defers to the backend's trigger;
     otherwise each file is copied and verified in the task."""
 
     ui_color = "#cfe2f3"
@@ -87,8 +86,8 @@ class TransferOperator(StratoflowOperator):
     def run(self, context: Any) -> dict:
         bound = self.bound(context)
         files, destination, dests, overwrite = self._files(context)
-        bulk = storage_for_url(dests[0]) if dests else None
-        if bulk is not None and hasattr(bulk, "wait_trigger"):
+        bulk = storage_for_url(dests[0]).bulk_transfer() if dests else None
+        if bulk is not None:
             attempt = context["ti"].try_number - 1
             pairs = _pairs(files, dests)
             # The key makes a retried submission adopt the jobs of the same try; a new try
@@ -99,7 +98,9 @@ class TransferOperator(StratoflowOperator):
                 attempt=attempt,
                 overwrite=overwrite or attempt > 0,
             )
-            self.log.info("%d files submitted to FTS3 in %d jobs", len(pairs), len(job_ids))
+            self.log.info(
+                "%d files submitted to %s in %d jobs", len(pairs), bulk.service, len(job_ids)
+            )
             classpath, kwargs = bulk.wait_trigger(job_ids)
             self.defer(trigger=import_string(classpath)(**kwargs), method_name="bulk_done")
         staged = stage_files(
@@ -119,22 +120,18 @@ class TransferOperator(StratoflowOperator):
         return result
 
     def _require_replicas(self, destination: str, dests: list[str], qos: dict, result: dict):
-        """OneData keeps the replicas the template asks for; wait until it says so."""
-        storage = storage_for_url(destination)
-        if not hasattr(storage, "require_replicas"):
+        """The storage system keeps the replicas the template asks for; wait until it does."""
+        replication = storage_for_url(destination).replication()
+        if replication is None:
             raise StagingRefused(
-                f"{self.task_id}.qos_expression: only onedata:// destinations have QoS,"
-                f" not {destination}"
+                f"{self.task_id}.qos_expression: the storage at {destination} keeps no QoS"
+                " replicas; use a destination whose backend has replication"
             )
         expression, replicas = str(qos["expression"]), int(qos.get("replicas") or 1)
-        ids = storage.require_replicas(dests, expression, replicas)
+        ids = replication.require_replicas(dests, expression, replicas)
         self.log.info("QoS %r x%d required on %d files; waiting", expression, replicas, len(ids))
-        self.defer(
-            trigger=OnedataReplicationTrigger(
-                storage.config["conn_id"], qos_ids=ids, poll_interval=2.0, echo=result
-            ),
-            method_name="replicas_done",
-        )
+        classpath, kwargs = replication.replicas_trigger(ids, result)
+        self.defer(trigger=import_string(classpath)(**kwargs), method_name="replicas_done")
 
     def replicas_done(self, context: Any, event: dict | None = None) -> dict:
         if not event:
@@ -142,9 +139,12 @@ class TransferOperator(StratoflowOperator):
 
         def finish() -> dict:
             if event["status"] != "success":
+                _, destination, _, _ = self._files(context)
+                replication = storage_for_url(destination).replication()
+                service = replication.service if replication else "storage"
                 # An impossible requirement never becomes possible by retrying.
                 raise StagingRefused(
-                    f"{self.task_id}: OneData QoS not satisfied: {sorted(event['qos'].values())}"
+                    f"{self.task_id}: {service} QoS not satisfied: {sorted(event['qos'].values())}"
                 )
             return {**event["echo"], "qos": event["qos"]}
 
@@ -157,12 +157,15 @@ class TransferOperator(StratoflowOperator):
         def finish() -> dict:
             bound = self.bound(context)
             files, destination, dests, _ = self._files(context)
-            staged = storage_for_url(dests[0]).outcome(_pairs(files, dests), event)
+            bulk = storage_for_url(dests[0]).bulk_transfer()
+            if bulk is None:  # the catalogue changed under a deferred task
+                raise StagingRefused(f"{self.task_id}: {dests[0]} has no bulk transfer now")
+            staged = bulk.outcome(_pairs(files, dests), event)
             moved = sum(s.size for s in staged)
             self.store.add_usage(
                 bound["deployment_id"], "transfer", self.task_id, bytes_moved=moved
             )
-            self.log.info("FTS3 transferred %d files (%d bytes)", len(staged), moved)
+            self.log.info("%s transferred %d files (%d bytes)", bulk.service, len(staged), moved)
             return {"destination": destination, "files": [s.to_dict() for s in staged]}
 
         return self.guarded(context, finish)

@@ -7,27 +7,63 @@ StagedFile) are plain JSON-serialisable dataclasses so they can travel through X
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from stratoflow.store.models import ResourceRecord
 
 
 class ResourceLedger(Protocol):
-    """Write-ahead record of cloud resources, implemented by ``stratoflow.store.Store``.
+    """Write-ahead record of cloud resources and capacity reservations, implemented by
+    ``stratoflow.store.Store``. Every method a backend calls is declared here.
 
-    ``intend`` is called *before* the create call; the returned key travels with the
-    resource (tag, label or name) so a retried task adopts instead of creating twice.
+    ``intend_resource`` is called *before* the create call; the returned record's key
+    travels with the resource (tag, label or name) so a retried task adopts instead of
+    creating twice.
     """
 
     def intend_resource(
-        self, deployment_id: str, site: str, kind: str, node: str, index: int
-    ) -> Any: ...  # returns a record with .key
+        self,
+        deployment_id: str,
+        site: str,
+        kind: str,
+        node: str,
+        index: int,
+        idempotency_key: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> ResourceRecord: ...
     def mark_resource_created(
-        self, key: str, external_id: str, data: dict | None = None
-    ) -> None: ...
-    def mark_resource_deleted(self, key: str) -> None: ...
-    def resources(self, deployment_id: str, include_deleted: bool = False) -> list[Any]: ...
+        self, key: str, external_id: str, data: dict[str, Any] | None = None
+    ) -> ResourceRecord: ...
+    def mark_resource_deleting(self, key: str) -> ResourceRecord: ...
+    def mark_resource_deleted(self, key: str) -> ResourceRecord: ...
+    def mark_resource_failed(self, key: str, reason: str) -> ResourceRecord: ...
+    def resources(
+        self, deployment_id: str, include_deleted: bool = False
+    ) -> list[ResourceRecord]: ...
+    def reserve(
+        self,
+        site: str,
+        deployment_id: str,
+        cores: float,
+        mem_bytes: int,
+        capacity_cores: float,
+        capacity_mem_bytes: int,
+    ) -> bool: ...
+    def release(self, site: str, deployment_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What a compute site offers the broker. ``None`` means the site gives no figure;
+    ``quota_decides`` means the cloud's own quota answers at provision time instead."""
+
+    cores: int | None
+    mem_bytes: int | None
+    quota_decides: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,11 +190,41 @@ class Compute(ABC):
         """Delete every resource the ledger holds for the deployment at this site.
         Idempotent; keeps staged-out results (they live outside the allocation)."""
 
+    def capacity(self) -> Capacity:
+        """What the site offers the broker. The default reads integer ``cores`` and
+        ``memory`` from the catalogue entry; kinds that resolve "auto" or defaults, or
+        whose cloud quota decides, override it."""
+        cores, memory = self.config.get("cores"), self.config.get("memory")
+        return Capacity(
+            cores if isinstance(cores, int) else None,
+            memory if isinstance(memory, int) else None,
+        )
+
+    def provision_start(
+        self, deployment_id: str, hosts: list[HostRequest], ledger: ResourceLedger
+    ) -> Allocation:
+        """The first half of provisioning, for sites whose hosts take minutes to boot:
+        create (or adopt) and return without waiting. Followed by ``boot_wait`` and, once
+        the hosts are up, ``provision_finish``. The default does it all in one call."""
+        return self.provision(deployment_id, hosts, ledger)
+
     def boot_wait(self, alloc: Allocation) -> tuple[str, dict[str, Any]] | None:
-        """For sites whose hosts take minutes to boot: ``(trigger class path, kwargs)`` the
-        provision task defers on after ``provision_start``, then ``provision_finish``.
-        None (the default) means ``provision`` does it all in one call."""
+        """What the provision task waits for in the triggerer after ``provision_start``:
+        ``(trigger class path, kwargs)``. None (the default) means nothing: the allocation
+        ``provision_start`` returned is ready."""
         return None
+
+    def provision_finish(self, alloc: Allocation, ledger: ResourceLedger) -> Allocation:
+        """After the boot wait: addresses, agents. Cleans up the attempt on failure."""
+        return alloc
+
+    def cleanup_attempt(
+        self, deployment_id: str, ledger: ResourceLedger, cause: BaseException
+    ) -> None:
+        """Delete what a failed provision attempt holds here. Airflow never runs the
+        teardown of a setup that failed, so this is the only cleanup until the reaper.
+        The default tears the deployment down at this site."""
+        self.teardown(deployment_id, ledger)
 
     def list_outputs(self, alloc: Allocation, outdir: str) -> list[str]:
         """Every file under a finished job's ``outdir``, as the site names them (paths on a
@@ -209,3 +275,63 @@ class Storage(ABC):
         """Copy one file. The copy is written under a temporary name, verified against
         the declared checksums (and size), then renamed into place; a mismatch raises
         ``ChecksumMismatch`` and leaves nothing at ``dest_url``."""
+
+    def bulk_transfer(self) -> BulkTransfer | None:
+        """The backend's bulk third-party transfer service (FTS3), or None when it copies
+        file by file in the task."""
+        return None
+
+    def replication(self) -> Replication | None:
+        """The backend's QoS replication (OneData), or None when it has none."""
+        return None
+
+
+class BulkTransfer(ABC):
+    """A service that moves many files itself, like Rucio's ``Transfertool``: submit,
+    wait in the triggerer, then read each file's outcome. Cancel on failure or kill."""
+
+    #: The service's name as users know it, for logs and errors ("FTS3").
+    service: str
+
+    @abstractmethod
+    def submit(
+        self,
+        files: Iterable[Any],
+        *,
+        key: str | None = None,
+        attempt: int = 0,
+        overwrite: bool | None = None,
+    ) -> list[str]:
+        """Submit every (source, destination) pair; return the job ids. The same
+        ``key`` and ``attempt`` adopt the jobs a lost reply already created."""
+
+    @abstractmethod
+    def wait_trigger(self, job_ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
+        """``(trigger class path, kwargs)`` that waits for the jobs to end."""
+
+    @abstractmethod
+    def outcome(self, files: Sequence[dict], event: dict[str, Any]) -> list[StagedFile]:
+        """Each file's verified copy, from the trigger's final event; raises
+        ``StagingError`` naming the files that failed."""
+
+    @abstractmethod
+    def cancel(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """Cancel jobs that have not ended; ended or unknown jobs are not an error."""
+
+
+class Replication(ABC):
+    """Replicas kept by the storage system itself, through QoS requirements."""
+
+    #: The service's name as users know it, for logs and errors ("OneData").
+    service: str
+
+    @abstractmethod
+    def require_replicas(self, urls: list[str], expression: str, replicas: int) -> list[str]:
+        """Ask for ``replicas`` copies of each file on storage matching ``expression``;
+        return the requirement ids to wait on."""
+
+    @abstractmethod
+    def replicas_trigger(
+        self, requirement_ids: list[str], echo: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """``(trigger class path, kwargs)`` that waits until the requirements are met."""

@@ -7,10 +7,16 @@ provision or run jobs, with a message saying what it is, and has nothing to tear
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from stratoflow.errors import SiteError
-from stratoflow.sites.base import Allocation, Compute, HostRequest, JobSpec, JobStatus
+from stratoflow.sites.base import (
+    Allocation,
+    Compute,
+    HostRequest,
+    JobSpec,
+    JobStatus,
+    ResourceLedger,
+)
 
 
 class StorageOnlySite(Compute):
@@ -24,7 +30,9 @@ class StorageOnlySite(Compute):
             " data through it."
         )
 
-    def provision(self, deployment_id: str, hosts: list[HostRequest], ledger: Any) -> Allocation:
+    def provision(
+        self, deployment_id: str, hosts: list[HostRequest], ledger: ResourceLedger
+    ) -> Allocation:
         raise self._refuse()
 
     def start_job(self, alloc: Allocation, job: JobSpec) -> str:
@@ -39,5 +47,7 @@ class StorageOnlySite(Compute):
     def cancel_job(self, alloc: Allocation, handle: str) -> None:
         raise self._refuse()
 
-    def teardown(self, deployment_id: str, ledger: Any, alloc: Allocation | None = None) -> None:
+    def teardown(
+        self, deployment_id: str, ledger: ResourceLedger, alloc: Allocation | None = None
+    ) -> None:
         return None  # nothing is ever provisioned here

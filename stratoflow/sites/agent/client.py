@@ -16,7 +16,7 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 
 from stratoflow.errors import ChecksumMismatch, SiteError, StagingError
-from stratoflow.sites.http_retry import call_with_retries
+from stratoflow.retry import call_with_retries
 
 SCHEME = "sfagent"
 DEFAULT_PORT = 8765

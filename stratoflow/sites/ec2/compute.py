@@ -26,8 +26,10 @@ from stratoflow.sites.agent.bootstrap import user_data
 from stratoflow.sites.agent.jobs import AgentJobs, sandbox_url
 from stratoflow.sites.base import (
     Allocation,
+    Capacity,
     Compute,
     HostRequest,
+    ResourceLedger,
     TaggedResource,
     parse_time,
 )
@@ -70,13 +72,16 @@ def _transient(e: BaseException) -> bool:
 
 
 class EC2Compute(AgentJobs, Compute):
-    quota_decides = True  # the account's vCPU limits answer at launch time
     kind = "ec2"
 
     def __init__(self, name: str, config: dict[str, Any] | None = None):
         super().__init__(name, dict(config or {}))
         self.cfg = EC2Config.from_dict(name, self.config)
         self._ec2: Any = None
+
+    def capacity(self) -> Capacity:
+        # The account's vCPU limits answer at launch time.
+        return Capacity(None, None, quota_decides=True)
 
     @property
     def ec2(self) -> Any:
@@ -125,7 +130,9 @@ class EC2Compute(AgentJobs, Compute):
 
     # ---- provisioning -------------------------------------------------------------
 
-    def provision(self, deployment_id: str, hosts: list[HostRequest], ledger: Any) -> Allocation:
+    def provision(
+        self, deployment_id: str, hosts: list[HostRequest], ledger: ResourceLedger
+    ) -> Allocation:
         # Choose every type first: a host that can never fit fails before anything exists.
         plan = [(h, i, self.cfg.pick(self.name, h)) for h in hosts for i in range(h.count)]
         records = []
@@ -302,7 +309,7 @@ class EC2Compute(AgentJobs, Compute):
 
     # ---- teardown -----------------------------------------------------------------
 
-    def _undo(self, deployment_id: str, ledger: Any) -> str:
+    def _undo(self, deployment_id: str, ledger: ResourceLedger) -> str:
         """Remove everything of the deployment at this site after a failed provision (the
         Airflow teardown does not run when its setup failed)."""
         try:
@@ -314,7 +321,7 @@ class EC2Compute(AgentJobs, Compute):
     def teardown(
         self,
         deployment_id: str,
-        ledger: Any,
+        ledger: ResourceLedger,
         alloc: Allocation | None = None,
         timeout_s: float | None = None,
     ) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from stratoflow.errors import StagingError
-from stratoflow.sites.base import StagedFile, Storage
+from stratoflow.sites.base import BulkTransfer, StagedFile, Storage
 from stratoflow.sites.fts3.errors import (
     FTS3AuthError,
     FTS3QuotaExceeded,
@@ -52,8 +52,9 @@ log = logging.getLogger(__name__)
 Failure = tuple[str, str, str]  # (source, destination, FTS's reason)
 
 
-class FTS3Transfer(Storage):
+class FTS3Transfer(Storage, BulkTransfer):
     schemes = SCHEMES
+    service = "FTS3"
 
     def __init__(self, name: str = "fts3", config: dict[str, Any] | None = None):
         self.name = name
@@ -350,6 +351,9 @@ class FTS3Transfer(Storage):
         raise AssertionError("unreachable")
 
     # ---- bulk transfers in a DAG (the operator defers between submit and outcome) -------------
+
+    def bulk_transfer(self) -> BulkTransfer:
+        return self
 
     def wait_trigger(self, job_ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
         """The trigger (class path, kwargs) that waits for ``job_ids`` in the triggerer."""

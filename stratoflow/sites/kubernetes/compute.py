@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from stratoflow.errors import SiteError
-from stratoflow.sites.base import Allocation, Compute, HostRequest, TaggedResource
+from stratoflow.sites.base import (
+    Allocation,
+    Capacity,
+    Compute,
+    HostRequest,
+    ResourceLedger,
+    TaggedResource,
+)
 from stratoflow.sites.kubernetes.api import KubeApi
 from stratoflow.sites.kubernetes.config import (
     L_DEPLOYMENT,
@@ -49,6 +56,9 @@ class KubernetesCompute(PodJobs, Compute):
         self._hook: Any = None
         self._api: KubeApi | None = None
 
+    def capacity(self) -> Capacity:
+        return Capacity(self.cfg.cores, self.cfg.memory)
+
     def _kube(self) -> KubeApi:
         if self._api is None:
             from stratoflow.hooks.kubernetes import KubernetesSiteHook
@@ -69,7 +79,9 @@ class KubernetesCompute(PodJobs, Compute):
 
     # ---- provisioning -------------------------------------------------------------
 
-    def provision(self, deployment_id: str, hosts: list[HostRequest], ledger: Any) -> Allocation:
+    def provision(
+        self, deployment_id: str, hosts: list[HostRequest], ledger: ResourceLedger
+    ) -> Allocation:
         cores = sum(h.count * h.num_cpus for h in hosts) or 1
         mem = sum(h.count * h.mem_bytes for h in hosts) or MIB
         if cores > self.cfg.cores or mem > self.cfg.memory:
@@ -97,16 +109,15 @@ class KubernetesCompute(PodJobs, Compute):
             ns = self._ensure_namespace(name, deployment_id, rec.key)
             for sub in ("artifacts", "jobs", "outputs"):
                 (sandbox / sub).mkdir(parents=True, exist_ok=True)
-            if hasattr(ledger, "reserve"):
-                reserved = ledger.reserve(
-                    self.name, deployment_id, cores, mem, self.cfg.cores, self.cfg.memory
+            reserved = ledger.reserve(
+                self.name, deployment_id, cores, mem, self.cfg.cores, self.cfg.memory
+            )
+            if not reserved:
+                raise SiteError(
+                    f"kubernetes: insufficient capacity at site {self.name!r} for"
+                    f" deployment {deployment_id} ({cores} cores, {mem // MIB} MiB): other"
+                    " deployments hold the rest; retry later"
                 )
-                if not reserved:
-                    raise SiteError(
-                        f"kubernetes: insufficient capacity at site {self.name!r} for"
-                        f" deployment {deployment_id} ({cores} cores, {mem // MIB} MiB): other"
-                        " deployments hold the rest; retry later"
-                    )
             if not adopting:
                 ledger.mark_resource_created(
                     rec.key, name, {"namespace": name, "uid": ns.metadata.uid}
@@ -181,7 +192,13 @@ class KubernetesCompute(PodJobs, Compute):
         return kube.delete_namespace(name)
 
     def _undo(
-        self, deployment_id: str, name: str, key: str, sandbox: Path, ledger: Any, reserved: bool
+        self,
+        deployment_id: str,
+        name: str,
+        key: str,
+        sandbox: Path,
+        ledger: ResourceLedger,
+        reserved: bool,
     ) -> None:
         try:
             if name and self._api is not None:  # no client, no API call: nothing to remove
@@ -199,7 +216,9 @@ class KubernetesCompute(PodJobs, Compute):
         if sandbox.name == deployment_id and sandbox.parent.name == "deployments":
             shutil.rmtree(sandbox, ignore_errors=True)
 
-    def teardown(self, deployment_id: str, ledger: Any, alloc: Allocation | None = None) -> None:
+    def teardown(
+        self, deployment_id: str, ledger: ResourceLedger, alloc: Allocation | None = None
+    ) -> None:
         records = [
             r
             for r in ledger.resources(deployment_id)
@@ -226,8 +245,7 @@ class KubernetesCompute(PodJobs, Compute):
         if errors:  # keep the sandbox: pods may still be writing; the task retries
             raise SiteError("; ".join(errors))
         self._remove_sandbox(deployment_id, self.sandbox(deployment_id))
-        if hasattr(ledger, "release"):
-            ledger.release(self.name, deployment_id)
+        ledger.release(self.name, deployment_id)
 
     def list_tagged(self) -> list[TaggedResource]:
         """Every namespace this site labelled, with the idempotency key it carries."""

@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from stratoflow.errors import SiteError
-from stratoflow.sites.base import Allocation, Compute, HostRequest, JobSpec, JobStatus
+from stratoflow.sites.base import (
+    Allocation,
+    Capacity,
+    Compute,
+    HostRequest,
+    JobSpec,
+    JobStatus,
+    ResourceLedger,
+)
 from stratoflow.sites.local.config import LocalConfig, safe_name
 from stratoflow.sites.local.runner import (
     alive,
@@ -56,12 +64,17 @@ class LocalCompute(Compute):
         super().__init__(name, dict(config or {}))
         self.cfg = LocalConfig.from_dict(name, self.config)
 
+    def capacity(self) -> Capacity:
+        return Capacity(self.cfg.cores, self.cfg.memory)
+
     # ---- provisioning -------------------------------------------------------------
 
     def sandbox(self, deployment_id: str) -> Path:
         return self.cfg.workdir / "deployments" / safe_name(deployment_id, "deployment id")
 
-    def provision(self, deployment_id: str, hosts: list[HostRequest], ledger: Any) -> Allocation:
+    def provision(
+        self, deployment_id: str, hosts: list[HostRequest], ledger: ResourceLedger
+    ) -> Allocation:
         sandbox = self.sandbox(deployment_id)
         cores = sum(h.count * h.num_cpus for h in hosts) or 1
         mem = sum(h.count * h.mem_bytes for h in hosts) or MIB
@@ -114,13 +127,15 @@ class LocalCompute(Compute):
             },
         )
 
-    def _undo(self, sandbox: Path, records: list, ledger: Any, adopting: bool) -> None:
+    def _undo(self, sandbox: Path, records: list, ledger: ResourceLedger, adopting: bool) -> None:
         if not adopting:
             shutil.rmtree(sandbox, ignore_errors=True)
             for r in records:
                 ledger.mark_resource_deleted(r.key)
 
-    def teardown(self, deployment_id: str, ledger: Any, alloc: Allocation | None = None) -> None:
+    def teardown(
+        self, deployment_id: str, ledger: ResourceLedger, alloc: Allocation | None = None
+    ) -> None:
         sandboxes = {self.sandbox(deployment_id)}
         if alloc is not None:
             sandboxes.add(Path(alloc.workdir))
@@ -132,7 +147,7 @@ class LocalCompute(Compute):
         for r in records:
             if r.external_id:
                 sandboxes.add(Path(r.external_id))
-            if hasattr(ledger, "mark_resource_deleting") and r.state != "deleting":
+            if r.state != "deleting":
                 ledger.mark_resource_deleting(r.key)
         for sandbox in sandboxes:
             # Only ever delete something shaped like a sandbox we made, whatever a record says.

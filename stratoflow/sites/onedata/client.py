@@ -16,7 +16,7 @@ from urllib.parse import quote
 import httpx
 
 from stratoflow.errors import StagingError
-from stratoflow.sites.http_retry import call_with_retries
+from stratoflow.retry import call_with_retries
 
 API = "/api/v3/oneprovider"
 

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from stratoflow.errors import ChecksumMismatch, StagingError
-from stratoflow.sites.base import StagedFile, Storage
+from stratoflow.sites.base import Replication, StagedFile, Storage
 from stratoflow.sites.checksums import compare, file_checksums
 
 SCHEME = "onedata"
@@ -31,8 +31,9 @@ def split_url(url: str) -> tuple[str, str]:
     return parts.netloc, rel
 
 
-class OnedataStorage(Storage):
+class OnedataStorage(Storage, Replication):
     schemes = (SCHEME,)
+    service = "OneData"
 
     def __init__(self, name: str, config: dict[str, Any] | None = None):
         from stratoflow.sites.local.config import worker_staging
@@ -72,6 +73,22 @@ class OnedataStorage(Storage):
                     )
                 source_url = local.as_uri()
             return self._upload(source_url, dest_url, declared, overwrite)
+
+    def replication(self) -> Replication:
+        return self
+
+    def replicas_trigger(
+        self, requirement_ids: list[str], echo: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        return (
+            "stratoflow.triggers.onedata.OnedataReplicationTrigger",
+            {
+                "conn_id": str(self.config["conn_id"]),
+                "qos_ids": list(requirement_ids),
+                "poll_interval": 2.0,
+                "echo": echo,
+            },
+        )
 
     def require_replicas(self, urls: list[str], expression: str, replicas: int) -> list[str]:
         """Add a QoS requirement per file; wait on the ids with OnedataReplicationTrigger."""

@@ -19,8 +19,10 @@ from stratoflow.sites.agent.bootstrap import user_data
 from stratoflow.sites.agent.jobs import AgentJobs, sandbox_url
 from stratoflow.sites.base import (
     Allocation,
+    Capacity,
     Compute,
     HostRequest,
+    ResourceLedger,
     TaggedResource,
     parse_time,
 )
@@ -38,7 +40,6 @@ def fip_key(server_key: str) -> str:
 
 class OpenStackCompute(AgentJobs, TeardownMixin, Compute):
     kind = "openstack"
-    quota_decides = True  # without cores/memory hints the cloud's quota is the limit
 
     def __init__(self, name: str, config: dict[str, Any] | None = None, connection: Any = None):
         super().__init__(name, dict(config or {}))
@@ -160,9 +161,15 @@ class OpenStackCompute(AgentJobs, TeardownMixin, Compute):
         for port in ports:
             self.call("delete port", self.conn.network.delete_port, port.id, ignore_missing=True)
 
+    def capacity(self) -> Capacity:
+        # Without cores/memory hints the cloud's quota is the limit.
+        return Capacity(self.cfg.cores, self.cfg.memory, quota_decides=True)
+
     # ---- provisioning ---------------------------------------------------------------
 
-    def provision(self, deployment_id: str, hosts: list[HostRequest], ledger: Any) -> Allocation:
+    def provision(
+        self, deployment_id: str, hosts: list[HostRequest], ledger: ResourceLedger
+    ) -> Allocation:
         alloc = self.provision_start(deployment_id, hosts, ledger)  # cleans up on failure
         try:
             self.wait_active(alloc)
@@ -172,7 +179,7 @@ class OpenStackCompute(AgentJobs, TeardownMixin, Compute):
         return self.provision_finish(alloc, ledger)  # cleans up on failure
 
     def provision_start(
-        self, deployment_id: str, hosts: list[HostRequest], ledger: Any
+        self, deployment_id: str, hosts: list[HostRequest], ledger: ResourceLedger
     ) -> Allocation:
         """Create (or adopt) every server and return without waiting for ACTIVE. On failure
         it deletes what it holds for the deployment here, then raises ``SiteError``."""
@@ -218,7 +225,9 @@ class OpenStackCompute(AgentJobs, TeardownMixin, Compute):
             },
         )
 
-    def _check_hints(self, deployment_id: str, cores: int, mem: int, ledger: Any) -> None:
+    def _check_hints(
+        self, deployment_id: str, cores: int, mem: int, ledger: ResourceLedger
+    ) -> None:
         cap_cores, cap_mem = self.cfg.cores, self.cfg.memory
         if cap_cores is None and cap_mem is None:
             return
@@ -228,9 +237,7 @@ class OpenStackCompute(AgentJobs, TeardownMixin, Compute):
                 f"openstack: deployment {deployment_id} needs {cores} cores and {mem // MIB}"
                 f" MiB but site {self.name!r} allows {cap_cores} cores and {cap_mem // MIB} MiB"
             )
-        if hasattr(ledger, "reserve") and not ledger.reserve(
-            self.name, deployment_id, cores, mem, cap_cores, cap_mem
-        ):
+        if not ledger.reserve(self.name, deployment_id, cores, mem, cap_cores, cap_mem):
             raise SiteError(
                 f"openstack: site {self.name!r} quota hint is held by other deployments"
                 f" (needs {cores} cores, {mem // MIB} MiB); retry later"
@@ -244,7 +251,7 @@ class OpenStackCompute(AgentJobs, TeardownMixin, Compute):
         flavor: dict,
         image_id: str,
         net: str | None,
-        ledger: Any,
+        ledger: ResourceLedger,
     ) -> dict[str, Any]:
         # Write-ahead: the record (and its key) exists before the create call.
         rec = ledger.intend_resource(dep, self.name, "server", h.node, i)
@@ -334,7 +341,7 @@ class OpenStackCompute(AgentJobs, TeardownMixin, Compute):
             if pending:
                 time.sleep(self.cfg.poll_interval_s)
 
-    def provision_finish(self, alloc: Allocation, ledger: Any) -> Allocation:
+    def provision_finish(self, alloc: Allocation, ledger: ResourceLedger) -> Allocation:
         """After ACTIVE: floating IPs for public endpoints, addresses into the allocation."""
         try:
             for h in alloc.hosts:
@@ -362,7 +369,7 @@ class OpenStackCompute(AgentJobs, TeardownMixin, Compute):
             raise
         return alloc
 
-    def _ensure_fip(self, alloc: Allocation, h: dict, ledger: Any) -> tuple[str, str]:
+    def _ensure_fip(self, alloc: Allocation, h: dict, ledger: ResourceLedger) -> tuple[str, str]:
         dep, key = alloc.deployment_id, fip_key(h["name"])
         ledger.intend_resource(
             dep, self.name, "floating_ip", h["node"], h["index"], idempotency_key=key

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from stratoflow.errors import SiteError
-from stratoflow.sites.base import Allocation
+from stratoflow.sites.base import Allocation, ResourceLedger
 from stratoflow.sites.openstack.api import is_not_found
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,9 @@ class TeardownMixin:
     find_server: Any
     find_fip: Any
 
-    def cleanup_attempt(self, deployment_id: str, ledger: Any, cause: BaseException) -> None:
+    def cleanup_attempt(
+        self, deployment_id: str, ledger: ResourceLedger, cause: BaseException
+    ) -> None:
         """Delete what a failed provision holds here. Airflow never runs the teardown of a
         setup that failed, so this is the only cleanup until the reaper. It must not hide
         ``cause``: its own failures are logged, and the records say what is left."""
@@ -34,12 +36,14 @@ class TeardownMixin:
         except Exception as e:
             log.error("openstack %s: cleanup after %r left resources: %s", self.name, cause, e)
 
-    def teardown(self, deployment_id: str, ledger: Any, alloc: Allocation | None = None) -> None:
+    def teardown(
+        self, deployment_id: str, ledger: ResourceLedger, alloc: Allocation | None = None
+    ) -> None:
         records = [
             r for r in ledger.resources(deployment_id) if r.site == self.name and r.kind in KINDS
         ]
         for r in records:
-            if hasattr(ledger, "mark_resource_deleting") and r.state != "deleting":
+            if r.state != "deleting":
                 ledger.mark_resource_deleting(r.key)
         errors: list[str] = []
         # Floating IPs first: a server cannot go while something still points at its port.
@@ -72,15 +76,16 @@ class TeardownMixin:
             except SiteError as e:
                 errors.append(self._failed(ledger, r.key, e))
         errors += self._await_gone(servers, ledger)
-        if hasattr(ledger, "release"):
-            ledger.release(self.name, deployment_id)
+        ledger.release(self.name, deployment_id)
         if errors:
             raise SiteError(
                 f"openstack: teardown of {deployment_id} at site {self.name!r}"
                 f" incomplete: {'; '.join(errors)}"
             )
 
-    def _await_gone(self, servers: dict[str, tuple[Any, set[str]]], ledger: Any) -> list[str]:
+    def _await_gone(
+        self, servers: dict[str, tuple[Any, set[str]]], ledger: ResourceLedger
+    ) -> list[str]:
         errors: list[str] = []
         deadline = time.monotonic() + self.cfg.delete_timeout_s
         pending = dict(servers)
@@ -115,7 +120,6 @@ class TeardownMixin:
                 time.sleep(self.cfg.poll_interval_s)
         return errors
 
-    def _failed(self, ledger: Any, key: str, e: BaseException | str) -> str:
-        if hasattr(ledger, "mark_resource_failed"):
-            ledger.mark_resource_failed(key, str(e))
+    def _failed(self, ledger: ResourceLedger, key: str, e: BaseException | str) -> str:
+        ledger.mark_resource_failed(key, str(e))
         return f"{key}: {e}"

@@ -1,4 +1,4 @@
-"""The retry loop shared by Stratoflow's own REST clients (the VM agent, OneData).
+"""The retry loop shared by Stratoflow's REST clients (Airflow's API, the VM agent, OneData).
 
 Transport errors and 5xx are retried with exponential back-off; an expected status is
 returned; any other status is handed to ``refuse``, which builds the exception to raise
@@ -11,6 +11,13 @@ import time
 from collections.abc import Callable
 
 import httpx
+
+MAX_BACKOFF_S = 10.0
+
+
+def backoff(attempt: int, backoff_s: float) -> float:
+    """The pause before retry number ``attempt`` (1, 2, ...): doubling, capped."""
+    return min(backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S)
 
 
 def call_with_retries(
@@ -27,7 +34,7 @@ def call_with_retries(
     last = ""
     for attempt in range(max(1, attempts)):
         if attempt:
-            time.sleep(min(backoff_s * 2 ** (attempt - 1), 10.0))
+            time.sleep(backoff(attempt, backoff_s))
         try:
             r = fn()
         except httpx.HTTPError as e:
