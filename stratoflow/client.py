@@ -1,4 +1,14 @@
-"""A small client for Airflow's REST API v2: the calls Stratoflow's CLI needs."""
+"""The one client for Airflow's REST API v2: the calls the CLI and the deployments API need.
+
+It authenticates either with a user name and password (the CLI: a JWT from
+``/auth/token``) or with a caller's own bearer token (the deployments API, so that Airflow
+applies its permissions to the real user and its audit log names them).
+
+Every call is retried on transport errors and 5xx. Airflow answers 500 "Database error"
+when its metadata DB is briefly locked (SQLite under load), and that must not fail a
+submission. All the calls are safe to repeat: a trigger carries its own ``dag_run_id``,
+so a retry of a trigger that did land gets 409 and the existing run is returned.
+"""
 
 from __future__ import annotations
 
@@ -8,49 +18,95 @@ from typing import Any
 import httpx
 
 from stratoflow.errors import StratoflowError
+from stratoflow.retry import call_with_retries
+
+DAG_APPEAR_TIMEOUT_S = 120.0
+ATTEMPTS = 5
+BACKOFF_S = 0.5
 
 
 class AirflowAPIError(StratoflowError):
-    pass
+    """Airflow refused or failed a call; ``status`` is its HTTP status (0: no answer)."""
+
+    def __init__(self, message: str, status: int = 0):
+        super().__init__(message)
+        self.status = status
 
 
 class AirflowClient:
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0):
+    def __init__(
+        self,
+        base_url: str,
+        username: str | None = None,
+        password: str | None = None,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        attempts: int = ATTEMPTS,
+        backoff_s: float = BACKOFF_S,
+    ):
+        if token is None and (username is None or password is None):
+            raise ValueError("AirflowClient needs a token, or a username and a password")
         self.base_url = base_url.rstrip("/")
-        self._auth = {"username": username, "password": password}
+        self._login = None if token is not None else {"username": username, "password": password}
+        self._token = token
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
-        self._token: str | None = None
+        self._attempts = attempts
+        self._backoff_s = backoff_s
+
+    def __enter__(self) -> AirflowClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _retrying(self, what: str, send: Any, ok: tuple[int, ...]) -> httpx.Response:
+        return call_with_retries(
+            what,
+            send,
+            ok,
+            attempts=self._attempts,
+            backoff_s=self._backoff_s,
+            detail=lambda r: r.text[:300],
+            refuse=lambda r, detail: AirflowAPIError(
+                f"{what}: HTTP {r.status_code}: {detail}", r.status_code
+            ),
+            give_up=lambda last: AirflowAPIError(
+                f"{what}: no answer after {self._attempts} attempts: {last}",
+                int(last[:3]) if last[:3].isdigit() else 0,
+            ),
+        )
 
     def _headers(self) -> dict[str, str]:
         if self._token is None:
-            r = self._http.post("/auth/token", json=self._auth)
-            if r.status_code >= 300:
-                raise AirflowAPIError(f"Airflow login failed ({r.status_code}): {r.text[:200]}")
+            r = self._retrying(
+                "Airflow login",
+                lambda: self._http.post("/auth/token", json=self._login),
+                (200, 201),
+            )
             self._token = r.json()["access_token"]
         return {"Authorization": f"Bearer {self._token}"}
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         r = self._http.request(method, path, headers=self._headers(), **kwargs)
-        if r.status_code == 401:  # token expired: log in again once
+        if r.status_code == 401 and self._login is not None:  # token expired: log in again
             self._token = None
             r = self._http.request(method, path, headers=self._headers(), **kwargs)
         return r
 
-    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        r = self._call(method, path, **kwargs)
-        if r.status_code >= 300:
-            raise AirflowAPIError(f"{method} {path}: HTTP {r.status_code}: {r.text[:500]}")
-        return r.json()
+    def _call(
+        self, method: str, path: str, ok: tuple[int, ...] = (200, 201), **kwargs: Any
+    ) -> httpx.Response:
+        return self._retrying(f"{method} {path}", lambda: self._send(method, path, **kwargs), ok)
 
     def get_dag(self, dag_id: str) -> dict | None:
-        r = self._call("GET", f"/api/v2/dags/{dag_id}")
-        if r.status_code == 404:
-            return None
-        if r.status_code >= 300:
-            raise AirflowAPIError(f"GET dag {dag_id}: HTTP {r.status_code}: {r.text[:300]}")
-        return r.json()
+        r = self._call("GET", f"/api/v2/dags/{dag_id}", ok=(200, 404))
+        return None if r.status_code == 404 else r.json()
 
-    def wait_for_dag(self, dag_id: str, timeout: float = 120.0) -> dict:
+    def wait_for_dag(self, dag_id: str, timeout: float = DAG_APPEAR_TIMEOUT_S) -> dict:
         """New plans appear after the dag-processor's next pass over dags/."""
         deadline = time.monotonic() + timeout
         while True:
@@ -59,22 +115,37 @@ class AirflowClient:
                 return dag
             if time.monotonic() > deadline:
                 raise AirflowAPIError(
-                    f"DAG {dag_id} did not appear in Airflow within {timeout:.0f} s"
+                    f"DAG {dag_id} did not appear in Airflow within {timeout:.0f} s", 504
                 )
             time.sleep(1.0)
 
     def unpause(self, dag_id: str) -> None:
-        self._json("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+        self._call("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
 
-    def trigger(self, dag_id: str, run_id: str, conf: dict) -> dict:
+    def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> dict:
         body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
-        return self._json("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+        r = self._call("POST", f"/api/v2/dags/{dag_id}/dagRuns", ok=(200, 201, 409), json=body)
+        if r.status_code == 409:  # an earlier attempt landed, or the id was already used
+            run = self.get_run(dag_id, run_id)
+            if run.get("conf") != conf:
+                raise AirflowAPIError(f"DAG run {dag_id}/{run_id} exists with other inputs", 409)
+            return run
+        return r.json()
 
     def get_run(self, dag_id: str, run_id: str) -> dict:
-        return self._json("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        return self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").json()
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
-        data = self._json(
+        r = self._call(
             "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000}
         )
-        return data.get("task_instances", [])
+        return r.json().get("task_instances", [])
+
+    def start_run(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> None:
+        """Wait for the DAG to be parsed, unpause it if needed, trigger the run.
+
+        Only unpause when paused: a user may be allowed to trigger a DAG but not to edit it.
+        """
+        if self.wait_for_dag(dag_id).get("is_paused"):
+            self.unpause(dag_id)
+        self.trigger(dag_id, run_id, conf)

@@ -23,25 +23,28 @@ def client() -> AirflowClient:
     return AirflowClient(embedded.api_url(), user, password)
 
 
-def submit(plan: dict, inputs: dict[str, Any], owner: str = "cli") -> tuple[str, str]:
+def submit(
+    plan: dict, inputs: dict[str, Any], owner: str = "cli", api: AirflowClient | None = None
+) -> tuple[str, str]:
     """Record the deployment, then trigger its run. Returns (deployment id, run id).
 
-    The record comes first so a failure to trigger is visible as CREATE_FAILED with the
-    reason, never as a run nobody knows about.
+    ``api`` defaults to the admin client; the deployments API passes one holding the
+    caller's token. The record comes first so a failure to trigger is visible as
+    CREATE_FAILED with the reason, never as a run nobody knows about.
     """
     dag_id = plan["dag_id"]
     run_id = f"stratoflow__{uuid.uuid4().hex[:16]}"
     deployment_id = deployment_id_for(dag_id, run_id)
-    store = Store.open()
-    store.create_deployment(dag_id, run_id, plan["hash"], inputs, owner=owner, id=deployment_id)
-    try:
-        api = client()
-        api.wait_for_dag(dag_id)
-        api.unpause(dag_id)
-        api.trigger(dag_id, run_id, inputs)
-    except Exception as exc:  # any failure to start: HTTP, network, auth
-        store.set_status(deployment_id, "CREATE_FAILED", reason=f"could not start the run: {exc}")
-        raise AirflowAPIError(f"could not start the run: {exc}") from exc
+    with Store.open() as store:
+        store.create_deployment(dag_id, run_id, plan["hash"], inputs, owner=owner, id=deployment_id)
+        try:
+            with api or client() as airflow:
+                airflow.start_run(dag_id, run_id, inputs)
+        except Exception as exc:  # any failure to start: HTTP, network, auth
+            reason = f"could not start the run: {exc}"
+            store.set_status(deployment_id, "CREATE_FAILED", reason=reason)
+            status = exc.status if isinstance(exc, AirflowAPIError) else 0
+            raise AirflowAPIError(reason, status) from exc
     return deployment_id, run_id
 
 

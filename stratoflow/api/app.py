@@ -130,7 +130,7 @@ def create_deployment(
 ) -> DeploymentCreated:
     """Validate the inputs, register the template's plan and trigger its DAG run as the
     caller (their token is forwarded to Airflow's REST API)."""
-    from stratoflow.api.airflow import AirflowCallError, submit_as
+    from stratoflow.api.airflow import AirflowAPIError, submit_as
     from stratoflow.api.catalogue import BadTemplateName, resolve_template
     from stratoflow.errors import TemplateError
     from stratoflow.registration import register_template
@@ -148,7 +148,7 @@ def create_deployment(
         deployment_id, run_id = submit_as(
             plan, topology.bound_inputs, owner=caller.name, token=caller.token
         )
-    except AirflowCallError as exc:
+    except AirflowAPIError as exc:
         code = (
             status.HTTP_403_FORBIDDEN
             if exc.status in (401, 403)
@@ -156,7 +156,7 @@ def create_deployment(
             if exc.status == 504
             else status.HTTP_502_BAD_GATEWAY
         )
-        raise HTTPException(code, f"could not start the run: {exc}") from None
+        raise HTTPException(code, str(exc)) from None
     return DeploymentCreated(
         id=deployment_id, dag_id=plan["dag_id"], run_id=run_id, status="CREATE_IN_PROGRESS"
     )
