@@ -10,8 +10,9 @@ import pytest
 
 from stratoflow.store import Store
 from tests.cloud_sites import assert_no_secrets, assert_same_demo_result, site_in_catalogue
+from tests.requires import client_library
 
-pytest.importorskip("boto3")
+client_library("boto3")
 
 from tests.fakes.aws import (  # noqa: E402
     aws_connection_env,

@@ -14,8 +14,9 @@ import pytest
 
 from stratoflow.store import Store
 from tests.cloud_sites import assert_no_secrets, site_in_catalogue
+from tests.requires import client_library
 
-pytest.importorskip("fts3")
+client_library("fts3")
 
 from tests.fakes.fts3_server import FakeFTS3  # noqa: E402
 

@@ -15,8 +15,9 @@ import pytest
 
 from stratoflow.store import Store
 from tests.cloud_sites import assert_no_secrets, assert_same_demo_result, site_in_catalogue
+from tests.requires import client_library
 
-pytest.importorskip("kubernetes")
+client_library("kubernetes")
 
 from tests.fakes.kube_server import FakeKube  # noqa: E402
 

@@ -13,8 +13,9 @@ import pytest
 
 from stratoflow.store import Store
 from tests.cloud_sites import assert_no_secrets, site_in_catalogue
+from tests.requires import client_library
 
-pytest.importorskip("boto3")
+client_library("boto3")
 
 from tests.fakes.aws import Rule, aws_connection_env, fault_proxy, shared_moto_url  # noqa: E402
 
@@ -66,7 +67,7 @@ def test_stage_in_from_s3_catches_a_corrupted_download_and_retries(run_dag, airf
 
 def test_stage_in_from_s3_onto_an_openstack_vm(run_dag, airflow_env, proxy):
     """S3 -> the Airflow worker (verified) -> the VM's agent (verified again)."""
-    pytest.importorskip("openstack")
+    client_library("openstack")
     from tests.cloud_sites import openstack_site
 
     with openstack_site(airflow_env) as fake:

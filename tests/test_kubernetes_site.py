@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("kubernetes")
+from tests.requires import client_library
+
+client_library("kubernetes")
 
 from stratoflow.errors import SiteError, TemplateError  # noqa: E402
 from stratoflow.maintenance.reaper import reap_site  # noqa: E402

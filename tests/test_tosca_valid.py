@@ -67,7 +67,8 @@ def test_campaign_links_and_policy(campaign):
         campaign.nodes["merge"],
     ]
     (policy,) = campaign.policies
-    assert policy.is_a if hasattr(policy, "is_a") else True
+    assert policy.name == "placement"
+    assert policy.properties["kinds"] == ["local", "openstack"]
     assert policy.type == "stratoflow.policies.Placement"
     assert "tosca.policies.Placement" in policy.type_chain
     assert policy.targets == ("workers",)
