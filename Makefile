@@ -29,8 +29,10 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 demo: install  ## the demo campaign end to end on the embedded Airflow
 	$(BIN)/stratoflow demo
 
-test: install  ## the whole test suite
-	$(BIN)/pytest -q -p no:cacheprovider
+# Two workers, a whole test module each (--dist loadfile): each worker has its own Airflow
+# home and ports, and a module's Airflow fixtures stay on one worker.
+test: lint  ## the linters, then the whole test suite
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 up: install  ## start the embedded Airflow in the background
 	$(BIN)/stratoflow up
@@ -38,8 +40,9 @@ up: install  ## start the embedded Airflow in the background
 down:  ## stop the embedded Airflow
 	-test -x $(BIN)/stratoflow && $(BIN)/stratoflow down
 
-lint: install
+lint: install  ## style, and the layering contracts in pyproject.toml
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 bench: install
 	$(BIN)/python bench/parse_dags.py

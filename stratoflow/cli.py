@@ -288,6 +288,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from stratoflow.hooks.credentials import use_airflow_connections
+
+    use_airflow_connections()  # commands that reach sites use Airflow Connections
     try:
         return args.fn(args)
     except TemplateError as exc:

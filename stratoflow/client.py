@@ -106,6 +106,10 @@ class AirflowClient:
         r = self._call("GET", f"/api/v2/dags/{dag_id}", ok=(200, 404))
         return None if r.status_code == 404 else r.json()
 
+    def dag_details(self, dag_id: str) -> dict:
+        """The DAG with its params (the trigger form's typed fields)."""
+        return self._call("GET", f"/api/v2/dags/{dag_id}/details").json()
+
     def wait_for_dag(self, dag_id: str, timeout: float = DAG_APPEAR_TIMEOUT_S) -> dict:
         """New plans appear after the dag-processor's next pass over dags/."""
         deadline = time.monotonic() + timeout

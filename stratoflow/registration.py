@@ -15,7 +15,7 @@ from stratoflow.errors import TemplateError
 
 def catalogue_dir() -> Path:
     """The template catalogue: ``include/templates``."""
-    from stratoflow.sites.local.config import include_dir
+    from stratoflow.config import include_dir
 
     return include_dir() / "templates"
 

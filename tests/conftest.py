@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from stratoflow.hooks.credentials import use_airflow_connections
+
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
@@ -152,6 +154,10 @@ def isolated_stratoflow_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 # =========================================================================================
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Sites built directly by tests read their credentials from Airflow Connections
+# (AIRFLOW_CONN_* variables), as tasks do.
+use_airflow_connections()
 TEST_TEMPLATES = REPO / "tests" / "templates"
 
 

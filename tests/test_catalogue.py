@@ -1,10 +1,10 @@
 import pytest
 import yaml
 
+from stratoflow.config import include_dir
 from stratoflow.errors import TemplateError
 from stratoflow.sites.catalogue import compute_for, load_catalogue, storage_for
 from stratoflow.sites.local import LocalCompute, LocalStorage
-from stratoflow.sites.local.config import include_dir
 
 
 def write(tmp_path, doc):

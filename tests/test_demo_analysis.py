@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stratoflow.config import include_dir
 from stratoflow.sites.base import HostRequest, JobSpec
 from stratoflow.sites.checksums import file_checksums
 from stratoflow.sites.local import LocalCompute, LocalStorage
-from stratoflow.sites.local.config import include_dir
 from stratoflow.store import Store
 
 TEMPLATES = include_dir() / "templates"

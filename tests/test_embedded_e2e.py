@@ -46,6 +46,7 @@ def test_failed_run_exits_1_with_the_jobs_error(airflow_up):
 
 def test_rest_trigger_uses_typed_params_and_rejects_bad_conf(airflow_up):
     from stratoflow.cli import register
+    from stratoflow.client import AirflowAPIError
     from stratoflow.store import deployment_id_for
     from stratoflow.submit import client
 
@@ -53,17 +54,14 @@ def test_rest_trigger_uses_typed_params_and_rejects_bad_conf(airflow_up):
     api = client()
     dag_id = plan["dag_id"]
     api.wait_for_dag(dag_id)
-    details = api._json("GET", f"/api/v2/dags/{dag_id}/details")
+    details = api.dag_details(dag_id)
     mode = details["params"]["mode"]
     assert mode["value"] == "ok"
     assert mode["schema"]["enum"] == ["ok", "fail", "kill-once"]
 
-    bad = api._call(
-        "POST",
-        f"/api/v2/dags/{dag_id}/dagRuns",
-        json={"logical_date": None, "conf": {"mode": "bogus"}},
-    )
-    assert bad.status_code == 400 and "mode" in bad.text
+    with pytest.raises(AirflowAPIError) as bad:
+        api.trigger(dag_id, "rest__bogus", {"mode": "bogus"})
+    assert bad.value.status == 400 and "mode" in str(bad.value)
 
     run_id = "rest__e2e"
     api.unpause(dag_id)

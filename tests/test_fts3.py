@@ -223,18 +223,21 @@ def test_auth_errors_are_clear(monkeypatch, fake):
 
 def test_trigger_waits_with_bulk_queries(monkeypatch, fake):
     from stratoflow.triggers.fts3 import FTS3JobsTrigger
+    from stratoflow.triggers.wait import SiteWaitTrigger
 
     files = make_files(fake, 250)
     fake.corrupt_copies = {7}
     conn_id = connection(monkeypatch, fake)
     ids = FTS3Transfer("fts", {"conn_id": conn_id, **FAST}).submit(files, key="dep-5")
+    # The old classpath still loads (a wait deferred before an upgrade) as the generic one.
     trigger = FTS3JobsTrigger(conn_id, ids, poll_interval=0.01)
     classpath, kwargs = trigger.serialize()
-    assert classpath == "stratoflow.triggers.fts3.FTS3JobsTrigger"
+    assert classpath == "stratoflow.triggers.wait.SiteWaitTrigger"
+    assert kwargs["waiter"] == "fts3.jobs_done"
     assert TOKEN not in json.dumps(kwargs)
 
     async def collect() -> list:
-        return [event async for event in FTS3JobsTrigger(**kwargs).run()]
+        return [event async for event in SiteWaitTrigger(**kwargs).run()]
 
     fake.status_batch_sizes.clear()
     (event,) = asyncio.run(collect())

@@ -137,7 +137,8 @@ def test_qos_and_transfers_through_the_trigger(storage, fake, tmp_path: Path, ca
     transfers = replicate(storage.client, urls[:1], provider="p-2")
     trigger = OnedataReplicationTrigger("onedata_test", qos, transfers, poll_interval=0.01)
     classpath, kwargs = trigger.serialize()
-    assert classpath == "stratoflow.triggers.onedata.OnedataReplicationTrigger"
+    assert classpath == "stratoflow.triggers.wait.SiteWaitTrigger"
+    assert kwargs["waiter"] == "onedata.replicas_done"
     assert TOKEN not in json.dumps(kwargs)
 
     async def first(t):

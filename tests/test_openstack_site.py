@@ -8,6 +8,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -236,11 +237,12 @@ def test_secrets_never_logged(monkeypatch, fake, sqlite_store, caplog):
 
 def test_server_active_trigger(monkeypatch, fake, sqlite_store):
     from stratoflow.triggers.openstack import ServerActiveTrigger
+    from stratoflow.triggers.wait import SiteWaitTrigger
 
     conn_id = password_conn(monkeypatch, fake)
     os_site = site(conn_id)
 
-    async def first_event(trigger: ServerActiveTrigger) -> dict:
+    async def first_event(trigger: SiteWaitTrigger) -> dict:
         async for event in trigger.run():
             return event.payload
         raise AssertionError("no event")
@@ -248,11 +250,13 @@ def test_server_active_trigger(monkeypatch, fake, sqlite_store):
     alloc = os_site.provision_start("dep-t", [HostRequest("w", count=2)], sqlite_store)
     ids = alloc.data["server_ids"]
     assert {fake.servers[i]["status"] for i in ids} == {"BUILD"}
-    trigger = ServerActiveTrigger(conn_id, ids, timeout=30, poll_interval=0.01)
+    spec = os_site.boot_wait(alloc)
+    assert spec.waiter == "openstack.servers_active" and spec.kwargs["server_ids"] == ids
+    trigger = SiteWaitTrigger.from_spec(replace(spec, poll_interval_s=0.01))
     classpath, kwargs = trigger.serialize()
-    assert classpath == "stratoflow.triggers.openstack.ServerActiveTrigger"
-    again = ServerActiveTrigger(**json.loads(json.dumps(kwargs)))
-    assert again.deadline == trigger.deadline  # a re-run keeps the original bound
+    assert classpath == "stratoflow.triggers.wait.SiteWaitTrigger"
+    again = SiteWaitTrigger(**json.loads(json.dumps(kwargs)))
+    assert again.spec.deadline == trigger.spec.deadline  # a re-run keeps the original bound
     fake.scripted = [("GET", rf"/compute/v2\.1/servers/{ids[0]}", "5xx")]  # only delays
     event = asyncio.run(first_event(again))
     assert event["status"] == "active" and set(event["servers"]) == set(ids)
@@ -261,6 +265,7 @@ def test_server_active_trigger(monkeypatch, fake, sqlite_store):
 
     fake.fail_boots = 1
     bad = os_site.provision_start("dep-t2", [HostRequest("w")], sqlite_store)
+    # The old classpath still loads (a wait deferred before an upgrade), as the same wait.
     event = asyncio.run(first_event(ServerActiveTrigger(conn_id, bad.data["server_ids"], 30, 0)))
     assert event["status"] == "error" and "No valid host" in event["message"]
 

@@ -1,38 +1,24 @@
-"""Glue between plans and the site catalogue: demand, offers, backends by site name."""
+"""Glue between plans and the site catalogue: a plan's demand, the sites' offers."""
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from stratoflow.broker import SiteOffer
-from stratoflow.errors import SiteError
-from stratoflow.sites.base import Compute, HostRequest, Storage
-from stratoflow.sites.catalogue import SiteConfig, compute_for, load_catalogue, storage_for
+from stratoflow.sites.base import HostRequest
+from stratoflow.sites.catalogue import catalogue, compute_for, compute_for_site, storage_for_url
 from stratoflow.tosca.scalars import parse_size
 
+__all__ = [
+    "catalogue",
+    "compute_for_site",
+    "demand",
+    "host_requests",
+    "site_offers",
+    "storage_for_url",
+]
+
 UNBOUNDED_CORES, UNBOUNDED_MEMORY = 1 << 20, 1 << 60
-
-
-@lru_cache(maxsize=1)
-def catalogue() -> dict[str, SiteConfig]:
-    return load_catalogue()
-
-
-def compute_for_site(name: str) -> Compute:
-    sites = catalogue()
-    if name not in sites:
-        raise SiteError(f"site '{name}' is not in the site catalogue (known: {', '.join(sites)})")
-    return compute_for(sites[name])
-
-
-def storage_for_url(url: str, site: str | None = None) -> Storage:
-    """The storage backend for ``url``, configured from ``site`` when it serves the URL's
-    scheme (its roots and workdir apply), else from the first catalogue site that does."""
-    sites = catalogue()
-    if site in sites:
-        sites = {site: sites[site], **sites}
-    return storage_for(url, sites)
 
 
 def _size(value: Any) -> int:

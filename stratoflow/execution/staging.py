@@ -38,7 +38,7 @@ def results_dir(location: str, deployment_id: str) -> Path:
     absolute paths are taken as given. Either way the deployment gets its own directory so
     two runs never overwrite each other.
     """
-    from stratoflow.store.config import stratoflow_home
+    from stratoflow.config import stratoflow_home
 
     if not isinstance(location, str) or not location.strip():
         raise TemplateError(f"output_location: expected a path or file:// URL, got {location!r}")

@@ -11,8 +11,12 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
 from stratoflow.errors import Refused, TemplateError
+from stratoflow.hooks.credentials import use_airflow_connections
 from stratoflow.plan.model import BROKER
 from stratoflow.store.store import deployment_id_for
+
+# Tasks run sites; sites get their credentials from Airflow Connections.
+use_airflow_connections()
 
 
 class StratoflowOperator(BaseOperator):

@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk.module_loading import import_string
-
 from stratoflow.errors import SiteError
 from stratoflow.execution.placement import compute_for_site, host_requests
 from stratoflow.operators.base import StratoflowOperator
 from stratoflow.plan.model import PROVISION
 from stratoflow.sites.base import Allocation
+from stratoflow.triggers.wait import SiteWaitTrigger
 
 
 class ProvisionOperator(StratoflowOperator):
@@ -38,20 +37,19 @@ class ProvisionOperator(StratoflowOperator):
             raise SiteError(f"site {site}: {exc}") from exc
         if wait is not None:
             # VMs take minutes to boot: wait in the triggerer, not in a worker slot.
-            classpath, kwargs = wait
             state = {"site": site, "alloc": alloc.to_dict()}
             self.log.info(
-                "%s: %d host(s) booting at %s; deferring to %s",
+                "%s: %d host(s) booting at %s; waiting on %s in the triggerer",
                 deployment_id,
                 len(alloc.hosts),
                 site,
-                classpath.rpartition(".")[2],
+                wait.waiter,
             )
             self.defer(
-                trigger=import_string(classpath)(**kwargs, echo=state),
+                trigger=SiteWaitTrigger.from_spec(wait, echo=state),
                 method_name="resume",
                 kwargs=state,
-                timeout=timedelta(seconds=float(kwargs.get("timeout", 3600)) + 300),
+                timeout=timedelta(seconds=(wait.timeout_s or 3600) + 300),
             )
         return self._provisioned(deployment_id, site, alloc)
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk.module_loading import import_string
-
 from stratoflow.errors import StagingRefused
 from stratoflow.execution.jobs import chunk
 from stratoflow.execution.placement import storage_for_url
@@ -19,6 +17,7 @@ from stratoflow.execution.staging import (
 from stratoflow.operators.base import StratoflowOperator
 from stratoflow.plan.model import PROVISION, resolve
 from stratoflow.sites.base import Allocation
+from stratoflow.triggers.wait import SiteWaitTrigger
 
 
 class StageInOperator(StratoflowOperator):
@@ -101,8 +100,9 @@ class TransferOperator(StratoflowOperator):
             self.log.info(
                 "%d files submitted to %s in %d jobs", len(pairs), bulk.service, len(job_ids)
             )
-            classpath, kwargs = bulk.wait_trigger(job_ids)
-            self.defer(trigger=import_string(classpath)(**kwargs), method_name="bulk_done")
+            self.defer(
+                trigger=SiteWaitTrigger.from_spec(bulk.wait_for(job_ids)), method_name="bulk_done"
+            )
         staged = stage_files(
             files,
             dests,
@@ -130,8 +130,10 @@ class TransferOperator(StratoflowOperator):
         expression, replicas = str(qos["expression"]), int(qos.get("replicas") or 1)
         ids = replication.require_replicas(dests, expression, replicas)
         self.log.info("QoS %r x%d required on %d files; waiting", expression, replicas, len(ids))
-        classpath, kwargs = replication.replicas_trigger(ids, result)
-        self.defer(trigger=import_string(classpath)(**kwargs), method_name="replicas_done")
+        self.defer(
+            trigger=SiteWaitTrigger.from_spec(replication.replicas_wait(ids), echo=result),
+            method_name="replicas_done",
+        )
 
     def replicas_done(self, context: Any, event: dict | None = None) -> dict:
         if not event:

@@ -17,7 +17,7 @@ def plans_dir() -> Path:
     explicit = os.environ.get("STRATOFLOW_PLANS_DIR")
     if explicit:
         return Path(explicit)
-    from stratoflow.store.config import stratoflow_home
+    from stratoflow.config import stratoflow_home
 
     return stratoflow_home() / "plans"
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from stratoflow.sites.waits import WaitSpec
     from stratoflow.store.models import ResourceRecord
 
 
@@ -208,10 +209,10 @@ class Compute(ABC):
         the hosts are up, ``provision_finish``. The default does it all in one call."""
         return self.provision(deployment_id, hosts, ledger)
 
-    def boot_wait(self, alloc: Allocation) -> tuple[str, dict[str, Any]] | None:
-        """What the provision task waits for in the triggerer after ``provision_start``:
-        ``(trigger class path, kwargs)``. None (the default) means nothing: the allocation
-        ``provision_start`` returned is ready."""
+    def boot_wait(self, alloc: Allocation) -> WaitSpec | None:
+        """What the provision task waits for in the triggerer after ``provision_start``
+        (see ``sites/waits.py``); the final event is handed to ``provision_finish`` only
+        when its status is ``active``. None (the default): the allocation is ready."""
         return None
 
     def provision_finish(self, alloc: Allocation, ledger: ResourceLedger) -> Allocation:
@@ -306,8 +307,8 @@ class BulkTransfer(ABC):
         ``key`` and ``attempt`` adopt the jobs a lost reply already created."""
 
     @abstractmethod
-    def wait_trigger(self, job_ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
-        """``(trigger class path, kwargs)`` that waits for the jobs to end."""
+    def wait_for(self, job_ids: Sequence[str]) -> WaitSpec:
+        """The wait (in the triggerer) until the jobs end; its event goes to ``outcome``."""
 
     @abstractmethod
     def outcome(self, files: Sequence[dict], event: dict[str, Any]) -> list[StagedFile]:
@@ -331,7 +332,6 @@ class Replication(ABC):
         return the requirement ids to wait on."""
 
     @abstractmethod
-    def replicas_trigger(
-        self, requirement_ids: list[str], echo: dict[str, Any]
-    ) -> tuple[str, dict[str, Any]]:
-        """``(trigger class path, kwargs)`` that waits until the requirements are met."""
+    def replicas_wait(self, requirement_ids: list[str]) -> WaitSpec:
+        """The wait (in the triggerer) until the requirements are met or impossible; its
+        event has ``status`` ``success`` or ``failed`` and each requirement's ``qos``."""

@@ -12,15 +12,17 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import yaml
 
-from stratoflow.errors import Issue, TemplateError
+from stratoflow.config import include_dir
+from stratoflow.errors import Issue, SiteError, TemplateError
 from stratoflow.sites.base import Compute, Storage
-from stratoflow.sites.local.config import include_dir, validate_roots
+from stratoflow.sites.files import validate_roots
 
 NAME = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")
 MAX_CATALOGUE_BYTES = 1 << 20
@@ -189,6 +191,28 @@ def storage_for(url: str, catalogue: dict[str, SiteConfig]) -> Storage:
     raise TemplateError(
         Issue("", f"{url}: no site of kind {' or '.join(kinds)} in the site catalogue")
     )
+
+
+@lru_cache(maxsize=1)
+def catalogue() -> dict[str, SiteConfig]:
+    """The default catalogue, read once per process."""
+    return load_catalogue()
+
+
+def compute_for_site(name: str) -> Compute:
+    sites = catalogue()
+    if name not in sites:
+        raise SiteError(f"site '{name}' is not in the site catalogue (known: {', '.join(sites)})")
+    return compute_for(sites[name])
+
+
+def storage_for_url(url: str, site: str | None = None) -> Storage:
+    """The storage backend for ``url``, configured from ``site`` when it serves the URL's
+    scheme (its roots and workdir apply), else from the first catalogue site that does."""
+    sites = catalogue()
+    if site in sites:
+        sites = {site: sites[site], **sites}
+    return storage_for(url, sites)
 
 
 def _register_builtin_backends() -> None:

@@ -1,28 +1,14 @@
-"""Where Stratoflow keeps its own state.
-
-Other layers import these two functions instead of reading the environment themselves, so
-the defaults are decided in one place.
-"""
+"""Where Stratoflow keeps its own state: the store's URL (the home is stratoflow.config)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+from stratoflow.config import HOME_ENV, stratoflow_home
 
 STORE_URL_ENV = "STRATOFLOW_STORE_URL"
-HOME_ENV = "STRATOFLOW_HOME"
 
-
-def stratoflow_home() -> Path:
-    """``$STRATOFLOW_HOME``, else ``$AIRFLOW_HOME/stratoflow``, else ``~/airflow/stratoflow``.
-
-    The directory is not created here: reading a path must not have side effects.
-    """
-    home = os.environ.get(HOME_ENV)
-    if home:
-        return Path(home).expanduser()
-    airflow_home = os.environ.get("AIRFLOW_HOME") or "~/airflow"
-    return Path(airflow_home).expanduser() / "stratoflow"
+__all__ = ["HOME_ENV", "STORE_URL_ENV", "default_store_url", "stratoflow_home"]
 
 
 def default_store_url() -> str:

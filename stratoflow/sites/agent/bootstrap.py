@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from stratoflow.errors import Issue
-from stratoflow.sites.local.config import validate_roots
+from stratoflow.sites.files import validate_roots
 
 AGENT_FIELDS = {
     "workdir": "directory on the VMs holding the deployments' data (default /srv/stratoflow)",

@@ -19,12 +19,11 @@ from stratoflow.errors import ChecksumMismatch, SiteError, StagingError
 from stratoflow.sites.agent.client import SCHEME, AgentClient, AgentURL
 from stratoflow.sites.base import Allocation, JobSpec, JobStatus, StagedFile, Storage
 from stratoflow.sites.checksums import compare, file_checksums
+from stratoflow.sites.credentials import credentials
 
 
 def client_for(site_config: dict[str, Any], url: AgentURL) -> AgentClient:
-    from stratoflow.hooks.agent import agent_token
-
-    token = agent_token(str(site_config["conn_id"]), url.deployment)
+    token = credentials().agent_token(str(site_config["conn_id"]), url.deployment)
     return AgentClient(url, token, attempts=int(site_config.get("agent_retries", 6)))
 
 
@@ -162,7 +161,7 @@ class AgentStorage(Storage):
             return self._download(source_url, dest_url, Path(tmp), declared, overwrite)
 
     def _upload(self, source: str, dest: str, tmp: Path, declared: dict) -> StagedFile:
-        from stratoflow.execution.placement import storage_for_url
+        from stratoflow.sites.catalogue import storage_for_url
 
         local = tmp / "file"
         # Verified onto the worker first (any backend, any scheme), then verified again by

@@ -33,6 +33,7 @@ from stratoflow.sites.base import (
     TaggedResource,
     parse_time,
 )
+from stratoflow.sites.credentials import credentials
 from stratoflow.sites.ec2.config import EC2Config, InstanceType
 
 log = logging.getLogger(__name__)
@@ -86,15 +87,13 @@ class EC2Compute(AgentJobs, Compute):
     @property
     def ec2(self) -> Any:
         if self._ec2 is None:
-            from stratoflow.hooks.aws import AwsSiteHook
-
-            hook = AwsSiteHook(
+            self._ec2 = credentials().aws_client(
                 self.cfg.conn_id,
+                "ec2",
                 region_name=self.cfg.region,
                 endpoint_url=self.cfg.endpoint_url,
                 max_attempts=self.cfg.max_attempts,
             )
-            self._ec2 = hook.client("ec2")
         return self._ec2
 
     def _backoff(self, attempt: int) -> None:
@@ -245,10 +244,8 @@ class EC2Compute(AgentJobs, Compute):
             args["SecurityGroupIds"] = list(self.cfg.security_group_ids)
         if self.cfg.key_name:
             args["KeyName"] = self.cfg.key_name
-        from stratoflow.hooks.agent import agent_token
-
         agent = {
-            "token": agent_token(self.cfg.conn_id, deployment_id),
+            "token": credentials().agent_token(self.cfg.conn_id, deployment_id),
             "listen": f"0.0.0.0:{self.cfg.agent_port}",
             "cores": itype.cpus,
             "memory": itype.mem,

@@ -21,10 +21,12 @@ def register() -> None:
     """
     from stratoflow.sites.catalogue import register_compute, register_storage
     from stratoflow.sites.fts3.jobs import validate_config
+    from stratoflow.sites.waits import register_waiter
 
     for scheme in SCHEMES:
         register_storage(scheme, "fts3", "stratoflow.sites.fts3:FTS3Transfer")
     register_compute("fts3", "stratoflow.sites.fts3:FTS3Site", validate_config)
+    register_waiter("fts3.jobs_done", "stratoflow.sites.fts3.waits:JobsDone")
 
 
 def __getattr__(name: str) -> Any:

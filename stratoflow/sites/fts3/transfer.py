@@ -27,6 +27,7 @@ from typing import Any
 
 from stratoflow.errors import StagingError
 from stratoflow.sites.base import BulkTransfer, StagedFile, Storage
+from stratoflow.sites.credentials import credentials
 from stratoflow.sites.fts3.errors import (
     FTS3AuthError,
     FTS3QuotaExceeded,
@@ -46,6 +47,7 @@ from stratoflow.sites.fts3.jobs import (
     is_retriable_failure,
     predicted_job_id,
 )
+from stratoflow.sites.waits import WaitSpec
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +71,7 @@ class FTS3Transfer(Storage, BulkTransfer):
     @property
     def context(self) -> Any:
         if self._ctx is None:
-            from stratoflow.hooks.fts3 import FTS3Hook
-
-            ctx = FTS3Hook(self.cfg.conn_id).get_conn()
+            ctx = credentials().fts3_context(self.cfg.conn_id)
             if self.cfg.endpoint and self.cfg.endpoint.rstrip("/") != ctx.endpoint:
                 raise StagingError(
                     f"fts3: site {self.name!r} declares endpoint {self.cfg.endpoint} but"
@@ -355,16 +355,16 @@ class FTS3Transfer(Storage, BulkTransfer):
     def bulk_transfer(self) -> BulkTransfer:
         return self
 
-    def wait_trigger(self, job_ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
-        """The trigger (class path, kwargs) that waits for ``job_ids`` in the triggerer."""
-        return (
-            "stratoflow.triggers.fts3.FTS3JobsTrigger",
+    def wait_for(self, job_ids: Sequence[str]) -> WaitSpec:
+        return WaitSpec(
+            "fts3.jobs_done",
             {
                 "conn_id": self.cfg.conn_id,
                 "job_ids": list(job_ids),
-                "poll_interval": self.cfg.poll_interval_s,
                 "poll_ids_per_request": self.cfg.poll_ids_per_request,
+                "retry_backoff_s": min(self.cfg.poll_interval_s, 1.0),
             },
+            poll_interval_s=self.cfg.poll_interval_s,
         )
 
     def outcome(self, files: Sequence[dict], event: dict[str, Any]) -> list[StagedFile]:

@@ -29,6 +29,8 @@ from stratoflow.sites.base import (
     ResourceLedger,
     TaggedResource,
 )
+from stratoflow.sites.credentials import credentials
+from stratoflow.sites.files import safe_name
 from stratoflow.sites.kubernetes.api import KubeApi
 from stratoflow.sites.kubernetes.config import (
     L_DEPLOYMENT,
@@ -40,7 +42,6 @@ from stratoflow.sites.kubernetes.config import (
     label_value,
 )
 from stratoflow.sites.kubernetes.jobs import PodJobs
-from stratoflow.sites.local.config import safe_name
 
 log = logging.getLogger(__name__)
 MIB = 1 << 20
@@ -53,7 +54,7 @@ class KubernetesCompute(PodJobs, Compute):
     def __init__(self, name: str, config: dict[str, Any] | None = None):
         super().__init__(name, dict(config or {}))
         self.cfg = KubernetesConfig.from_dict(name, self.config)  # no network: cheap
-        self._hook: Any = None
+        self._conn_prefix = ""
         self._api: KubeApi | None = None
 
     def capacity(self) -> Capacity:
@@ -61,17 +62,15 @@ class KubernetesCompute(PodJobs, Compute):
 
     def _kube(self) -> KubeApi:
         if self._api is None:
-            from stratoflow.hooks.kubernetes import KubernetesSiteHook
-
-            self._hook = KubernetesSiteHook(self.cfg.conn_id)
-            self._api = KubeApi(self.name, self.cfg.conn_id, self._hook.get_conn(), self.cfg)
+            client, self._conn_prefix = credentials().kubernetes_api(self.cfg.conn_id)
+            self._api = KubeApi(self.name, self.cfg.conn_id, client, self.cfg)
         return self._api
 
     def namespace_for(self, key: str) -> str:
         prefix = self.cfg.namespace_prefix
         if prefix is None:
             self._kube()
-            prefix = self._hook.namespace_prefix
+            prefix = self._conn_prefix
         return dns_label(f"{prefix}-{key}") if prefix else dns_label(key)
 
     def sandbox(self, deployment_id: str) -> Path:

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stratoflow.config import expand, stratoflow_home
 from stratoflow.errors import Issue, SiteError
-from stratoflow.sites.local.config import expand, validate_roots
-from stratoflow.store.config import stratoflow_home
+from stratoflow.sites.files import validate_roots
 
 GIB = 1 << 30
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$")

@@ -13,11 +13,11 @@ from typing import Any
 
 from stratoflow.errors import SiteError
 from stratoflow.sites.base import Allocation, JobSpec, JobStatus
+from stratoflow.sites.files import safe_name
 from stratoflow.sites.kubernetes.api import KubeApi
 from stratoflow.sites.kubernetes.config import KubernetesConfig
 from stratoflow.sites.kubernetes.pods import describe, interpret, pod_manifest, pod_name
 from stratoflow.sites.local.compute import HANDLE, LocalCompute
-from stratoflow.sites.local.config import safe_name
 from stratoflow.sites.local.runner import locked, read_json, tail, write_json_atomic
 
 

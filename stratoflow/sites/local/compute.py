@@ -34,7 +34,8 @@ from stratoflow.sites.base import (
     JobStatus,
     ResourceLedger,
 )
-from stratoflow.sites.local.config import LocalConfig, safe_name
+from stratoflow.sites.files import safe_name
+from stratoflow.sites.local.config import LocalConfig
 from stratoflow.sites.local.runner import (
     alive,
     kill_group,

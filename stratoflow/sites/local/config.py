@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stratoflow.errors import Issue, SiteError
-from stratoflow.store.config import stratoflow_home
-
-SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-
-
-def include_dir() -> Path:
-    """The repository's ``include/`` (templates, site catalogue, demo data)."""
-    import stratoflow
-
-    return Path(stratoflow.__file__).resolve().parents[1] / "include"
+from stratoflow.config import expand, stratoflow_home
+from stratoflow.errors import SiteError
 
 
 def physical_memory() -> int:
@@ -33,18 +23,6 @@ def physical_memory() -> int:
         if text.isdigit() and 0 < int(text) < total:
             total = int(text)
     return total
-
-
-def expand(value: str) -> str:
-    """Expand ``{include}`` and ``{home}`` (STRATOFLOW_HOME) in a configured path."""
-    return value.replace("{include}", str(include_dir())).replace("{home}", str(stratoflow_home()))
-
-
-def safe_name(value: str, what: str) -> str:
-    """Names become path components; refuse anything that could climb out of the sandbox."""
-    if not isinstance(value, str) or not SAFE_NAME.match(value) or value in (".", ".."):
-        raise SiteError(f"local: invalid {what} {value!r}: use letters, digits, '_', '.', '-'")
-    return value
 
 
 @dataclass(frozen=True)
@@ -88,30 +66,6 @@ class LocalConfig:
             kill_grace_s=float(c.get("kill_grace_s", 5.0)),
             address_space_limit=bool(c.get("address_space_limit", True)),
         )
-
-
-def is_within(path: Path, roots: tuple[Path, ...] | list[Path]) -> bool:
-    """True if ``path`` (already resolved, symlinks followed) lies inside one of ``roots``."""
-    return any(path == r or path.is_relative_to(r) for r in roots)
-
-
-def validate_roots(path: str, entry: dict[str, Any]) -> list[Issue]:
-    """``allowed_roots``/``writable_roots`` of any site kind that stages through the
-    workers' filesystem: lists of absolute paths (``{include}``, ``{home}`` and ``~``
-    allowed), each fault at ``sites[i].<key>[j]``."""
-    issues: list[Issue] = []
-    for key in ("allowed_roots", "writable_roots"):
-        roots = entry.get(key)
-        if roots is None:
-            continue
-        if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
-            issues.append(Issue(f"{path}.{key}", "expected a list of directory paths"))
-            continue
-        for i, root in enumerate(roots):
-            expanded = root.replace("{include}", "/").replace("{home}", "/")
-            if not os.path.isabs(os.path.expanduser(expanded)):
-                issues.append(Issue(f"{path}.{key}[{i}]", f"{root!r} is not an absolute path"))
-    return issues
 
 
 def worker_staging(name: str, config: dict[str, Any]) -> Any:

@@ -6,28 +6,12 @@ import os
 import secrets
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 from stratoflow.errors import ChecksumMismatch, StagingError, StagingRefused
 from stratoflow.sites.base import StagedFile, Storage
 from stratoflow.sites.checksums import BLOCK, Summer, compare, file_checksums
-from stratoflow.sites.local.config import LocalConfig, is_within
-
-
-def url_to_path(url: str) -> Path:
-    """``file:///a/b`` or ``/a/b`` -> ``Path('/a/b')``; anything else is refused."""
-    parsed = urlparse(url)
-    if parsed.scheme == "file":
-        if parsed.netloc not in ("", "localhost"):
-            raise StagingRefused(f"{url}: file URLs must name a local path (file:///...)")
-        path = unquote(parsed.path)
-    elif parsed.scheme == "":
-        path = url
-    else:
-        raise StagingRefused(f"{url}: local storage handles file:// URLs only")
-    if not os.path.isabs(path):
-        raise StagingRefused(f"{url}: local paths must be absolute")
-    return Path(path)
+from stratoflow.sites.files import fsync_dir, is_within, url_to_path
+from stratoflow.sites.local.config import LocalConfig
 
 
 class LocalStorage(Storage):
@@ -117,13 +101,5 @@ class LocalStorage(Storage):
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(dest.parent)  # the rename itself must survive a crash
+        fsync_dir(dest.parent)  # the rename itself must survive a crash
         return StagedFile(dest.as_uri(), summer.size, summer.adler32, summer.sha256)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -15,9 +15,11 @@ def register() -> None:
     """Register ``onedata://`` URLs and the storage-only site kind ``onedata``."""
     from stratoflow.sites.catalogue import register_compute, register_storage
     from stratoflow.sites.onedata.config import validate_entry
+    from stratoflow.sites.waits import register_waiter
 
     register_storage("onedata", "onedata", "stratoflow.sites.onedata:OnedataStorage")
     register_compute("onedata", "stratoflow.sites.onedata:OnedataSite", validate_entry)
+    register_waiter("onedata.replicas_done", "stratoflow.sites.onedata.waits:ReplicasDone")
 
 
 def __getattr__(name: str) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from stratoflow.errors import Issue
-from stratoflow.sites.local.config import validate_roots
+from stratoflow.sites.files import validate_roots
 from stratoflow.sites.storage_only import StorageOnlySite
 
 FIELDS = {

@@ -1,6 +1,6 @@
 """Replication in OneData: QoS requirements (the declarative way, like a Rucio rule) and
-transfers (the imperative way). Plain functions over ``OnedataClient``; the trigger in
-``stratoflow.triggers.onedata`` waits on them."""
+transfers (the imperative way). Plain functions over ``OnedataClient``;
+``waits.ReplicasDone`` waits on them."""
 
 from __future__ import annotations
 

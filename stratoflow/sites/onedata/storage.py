@@ -18,6 +18,8 @@ from urllib.parse import unquote, urlsplit
 from stratoflow.errors import ChecksumMismatch, StagingError
 from stratoflow.sites.base import Replication, StagedFile, Storage
 from stratoflow.sites.checksums import compare, file_checksums
+from stratoflow.sites.credentials import credentials
+from stratoflow.sites.waits import WaitSpec
 
 SCHEME = "onedata"
 
@@ -46,9 +48,7 @@ class OnedataStorage(Storage, Replication):
     @property
     def client(self) -> Any:
         if self._client is None:
-            from stratoflow.hooks.onedata import OnedataHook
-
-            self._client = OnedataHook(str(self.config["conn_id"])).get_conn()
+            self._client = credentials().onedata_client(str(self.config["conn_id"]))
         return self._client
 
     def copy(
@@ -77,21 +77,15 @@ class OnedataStorage(Storage, Replication):
     def replication(self) -> Replication:
         return self
 
-    def replicas_trigger(
-        self, requirement_ids: list[str], echo: dict[str, Any]
-    ) -> tuple[str, dict[str, Any]]:
-        return (
-            "stratoflow.triggers.onedata.OnedataReplicationTrigger",
-            {
-                "conn_id": str(self.config["conn_id"]),
-                "qos_ids": list(requirement_ids),
-                "poll_interval": 2.0,
-                "echo": echo,
-            },
+    def replicas_wait(self, requirement_ids: list[str]) -> WaitSpec:
+        return WaitSpec(
+            "onedata.replicas_done",
+            {"conn_id": str(self.config["conn_id"]), "qos_ids": list(requirement_ids)},
+            poll_interval_s=2.0,
         )
 
     def require_replicas(self, urls: list[str], expression: str, replicas: int) -> list[str]:
-        """Add a QoS requirement per file; wait on the ids with OnedataReplicationTrigger."""
+        """Add a QoS requirement per file; wait on the ids with ``replicas_wait``."""
         from stratoflow.sites.onedata.replication import require_replicas
 
         return require_replicas(self.client, urls, expression, replicas)

@@ -26,9 +26,12 @@ from stratoflow.sites.base import (
     TaggedResource,
     parse_time,
 )
+from stratoflow.sites.credentials import credentials
 from stratoflow.sites.openstack.api import Caller
 from stratoflow.sites.openstack.config import MIB, OpenStackConfig, choose_flavor
 from stratoflow.sites.openstack.teardown import TeardownMixin
+from stratoflow.sites.openstack.waits import ServersActive
+from stratoflow.sites.waits import WaitSpec, wait_until_done
 
 log = logging.getLogger(__name__)
 LOOKUP_TTL_S = 300.0
@@ -61,9 +64,7 @@ class OpenStackCompute(AgentJobs, TeardownMixin, Compute):
     @property
     def conn(self) -> Any:
         if self._conn is None:
-            from stratoflow.hooks.openstack import OpenStackHook
-
-            self._conn = OpenStackHook(self.cfg.conn_id).get_conn()
+            self._conn = credentials().openstack_connection(self.cfg.conn_id)
         return self._conn
 
     # ---- lookups --------------------------------------------------------------------
@@ -262,10 +263,8 @@ class OpenStackCompute(AgentJobs, TeardownMixin, Compute):
             )
         key = rec.key
 
-        from stratoflow.hooks.agent import agent_token
-
         agent = {
-            "token": agent_token(self.cfg.conn_id, dep),
+            "token": credentials().agent_token(self.cfg.conn_id, dep),
             "listen": f"0.0.0.0:{self.cfg.agent_port}",
             "cores": flavor["vcpus"],
             "memory": flavor["ram"] * MIB,
@@ -307,39 +306,34 @@ class OpenStackCompute(AgentJobs, TeardownMixin, Compute):
             "public_address": None,
         }
 
-    def boot_wait(self, alloc: Allocation) -> tuple[str, dict[str, Any]] | None:
-        return (
-            "stratoflow.triggers.openstack.ServerActiveTrigger",
-            {
-                "conn_id": self.cfg.conn_id,
-                "server_ids": [h["server_id"] for h in alloc.hosts],
-                "timeout": self.cfg.boot_timeout_s,
-                "poll_interval": max(self.cfg.poll_interval_s, 0.1),
-            },
+    def boot_wait(self, alloc: Allocation) -> WaitSpec | None:
+        return WaitSpec(
+            "openstack.servers_active",
+            {"conn_id": self.cfg.conn_id, "server_ids": [h["server_id"] for h in alloc.hosts]},
+            poll_interval_s=max(self.cfg.poll_interval_s, 0.1),
+            timeout_s=self.cfg.boot_timeout_s,
         )
 
     def wait_active(self, alloc: Allocation) -> None:
-        """Bounded polling until every server is ACTIVE; ERROR or timeout raises."""
-        pending = {h["server_id"]: h["name"] for h in alloc.hosts}
-        deadline = time.monotonic() + self.cfg.boot_timeout_s
-        while pending:
-            for sid, key in list(pending.items()):
-                s = self.call(f"get server {key}", self.conn.compute.get_server, sid)
-                if s.status == "ACTIVE":
-                    del pending[sid]
-                elif s.status == "ERROR":
-                    fault = (s.fault or {}).get("message", "no fault message")
-                    raise SiteError(
-                        f"openstack: server {key} at site {self.name!r} failed to"
-                        f" boot (ERROR): {fault}"
-                    )
-            if pending and time.monotonic() > deadline:
-                raise SiteError(
-                    f"openstack: servers {sorted(pending.values())} at site {self.name!r} not"
-                    f" ACTIVE after {self.cfg.boot_timeout_s:.0f} s"
-                )
-            if pending:
-                time.sleep(self.cfg.poll_interval_s)
+        """Block until every server is ACTIVE (the triggerer's check, in this thread);
+        ERROR or timeout raises."""
+        spec = self.boot_wait(alloc)
+        assert spec is not None
+        ids = spec.kwargs["server_ids"]
+        event = wait_until_done(spec, ServersActive(self.cfg.conn_id, ids, self.conn))
+        names = {h["server_id"]: h["name"] for h in alloc.hosts}
+        if event["status"] == "timeout":
+            raise SiteError(
+                f"openstack: servers {sorted(names[i] for i in event['pending'])} at site"
+                f" {self.name!r} not ACTIVE after {self.cfg.boot_timeout_s:.0f} s"
+            )
+        if event["status"] != "active":
+            key = names.get(event["server_id"], event["server_id"])
+            how = "(ERROR)" if event.get("server_status") == "ERROR" else "(API)"
+            raise SiteError(
+                f"openstack: server {key} at site {self.name!r} failed to boot {how}:"
+                f" {event['message']}"
+            )
 
     def provision_finish(self, alloc: Allocation, ledger: ResourceLedger) -> Allocation:
         """After ACTIVE: floating IPs for public endpoints, addresses into the allocation."""

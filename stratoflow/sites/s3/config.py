@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stratoflow.config import expand
 from stratoflow.errors import Issue, SiteError
-from stratoflow.sites.local.config import expand, validate_roots
+from stratoflow.sites.files import validate_roots
 from stratoflow.sites.storage_only import StorageOnlySite
 
 MIB = 1 << 20

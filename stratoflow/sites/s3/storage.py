@@ -31,8 +31,8 @@ from urllib.parse import unquote, urlparse
 from stratoflow.errors import ChecksumMismatch, StagingError, StagingRefused
 from stratoflow.sites.base import StagedFile, Storage
 from stratoflow.sites.checksums import BLOCK, Summer, compare, file_checksums
-from stratoflow.sites.local.config import is_within
-from stratoflow.sites.local.storage import _fsync_dir, url_to_path
+from stratoflow.sites.credentials import credentials
+from stratoflow.sites.files import fsync_dir, is_within, url_to_path
 from stratoflow.sites.s3.config import S3Config
 
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -105,17 +105,16 @@ class S3Storage(Storage):
     @property
     def s3(self) -> Any:
         if self._s3 is None:
-            from stratoflow.hooks.aws import AwsSiteHook
-
-            hook = AwsSiteHook(
+            # Path-style addressing: S3-compatible stores and 127.0.0.1 have no
+            # per-bucket DNS names.
+            self._s3 = credentials().aws_client(
                 self.cfg.conn_id,
+                "s3",
                 region_name=self.cfg.region,
                 endpoint_url=self.cfg.endpoint_url,
                 max_attempts=self.cfg.max_attempts,
+                s3={"addressing_style": "path"},
             )
-            # Path-style addressing: S3-compatible stores and 127.0.0.1 have no
-            # per-bucket DNS names.
-            self._s3 = hook.client("s3", s3={"addressing_style": "path"})
         return self._s3
 
     def _transfer_config(self) -> Any:
@@ -349,7 +348,7 @@ class S3Storage(Storage):
             if isinstance(e, OSError):
                 raise StagingError(f"{source_url} -> {dest_url}: {e}") from e
             raise
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         return StagedFile(dest.as_uri(), *got)
 
     def _s3_to_s3(
