@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shlex
 from typing import Any
 
@@ -11,32 +12,33 @@ from stratoflow.plan.model import resolve
 from stratoflow.sites.base import JobSpec
 from stratoflow.tosca.scalars import parse_duration, parse_size
 
+PLACEHOLDER = re.compile(r"\{(inputs|input|index)\}")
+
 
 def render_command(command: list[str] | str, *, inputs: list[str], index: int) -> list[str] | str:
     """Substitute ``{inputs}``, ``{input}`` and ``{index}``.
 
     ``{outdir}`` and ``{artifacts}`` are left for the site's runner, which alone knows
     where they are. In argv form a lone ``{inputs}`` item expands to one item per file;
-    in shell form every value is shell-quoted so file names cannot inject commands.
+    in shell form every value is shell-quoted so file names cannot inject commands. Each
+    placeholder is replaced in one pass over the template: a substituted file name is
+    never scanned again, so a name that itself holds ``{input}`` cannot undo the quoting.
     """
     first = inputs[0] if inputs else ""
     if isinstance(command, str):
-        quoted = " ".join(shlex.quote(p) for p in inputs)
-        return (
-            command.replace("{inputs}", quoted)
-            .replace("{input}", shlex.quote(first))
-            .replace("{index}", str(index))
-        )
+        shell = {
+            "inputs": " ".join(shlex.quote(p) for p in inputs),
+            "input": shlex.quote(first),
+            "index": str(index),
+        }
+        return PLACEHOLDER.sub(lambda m: shell[m.group(1)], command)
+    plain = {"inputs": " ".join(inputs), "input": first, "index": str(index)}
     argv: list[str] = []
     for item in command:
         if item == "{inputs}":
             argv.extend(inputs)
             continue
-        argv.append(
-            item.replace("{inputs}", " ".join(inputs))
-            .replace("{input}", first)
-            .replace("{index}", str(index))
-        )
+        argv.append(PLACEHOLDER.sub(lambda m: plain[m.group(1)], item))
     return argv
 
 
