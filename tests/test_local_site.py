@@ -12,7 +12,8 @@ from stratoflow.errors import ChecksumMismatch, SiteError, StagingError
 from stratoflow.sites.base import HostRequest, JobSpec
 from stratoflow.sites.checksums import file_checksums
 from stratoflow.sites.local import LocalCompute, LocalStorage
-from stratoflow.sites.local.runner import alive, read_json
+from stratoflow.sites.local.runner import alive
+from stratoflow.sites.sandbox import read_json
 from stratoflow.store import Store
 
 GIB = 1 << 30

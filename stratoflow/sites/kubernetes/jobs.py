@@ -13,12 +13,18 @@ from typing import Any
 
 from stratoflow.errors import SiteError
 from stratoflow.sites.base import Allocation, JobSpec, JobStatus
-from stratoflow.sites.files import safe_name
 from stratoflow.sites.kubernetes.api import KubeApi
 from stratoflow.sites.kubernetes.config import KubernetesConfig
 from stratoflow.sites.kubernetes.pods import describe, interpret, pod_manifest, pod_name
-from stratoflow.sites.local.compute import HANDLE, LocalCompute
-from stratoflow.sites.local.runner import locked, read_json, tail, write_json_atomic
+from stratoflow.sites.sandbox import (
+    JobSlot,
+    locked,
+    parse_handle,
+    read_json,
+    tail,
+    write_artifacts,
+    write_json_atomic,
+)
 
 
 class PodJobs:
@@ -27,52 +33,37 @@ class PodJobs:
     def _kube(self) -> KubeApi:
         raise NotImplementedError
 
-    def _paths(self, alloc: Allocation, step: str, index: int) -> tuple[Path, Path]:
-        sandbox = Path(alloc.workdir)
-        step = safe_name(step, "step")
-        return sandbox / "jobs" / step / str(index), sandbox / "outputs" / step / str(index)
-
     def _attempt(self, alloc: Allocation, handle: str) -> tuple[Path | None, Path]:
-        m = HANDLE.match(handle)
-        if not m:
-            raise SiteError(f"kubernetes: malformed job handle {handle!r}")
-        jobdir, final = self._paths(alloc, m.group(1), int(m.group(2)))
-        return (None if m.group(3) == "committed" else jobdir / m.group(3)), final
+        return parse_handle("kubernetes", Path(alloc.workdir), handle)
 
     def start_job(self, alloc: Allocation, job: JobSpec) -> str:
         sandbox = Path(alloc.workdir)
         if not sandbox.is_dir():
             raise SiteError(f"kubernetes: sandbox {sandbox} is gone (torn down?); provision first")
         namespace = alloc.data["namespace"]
-        jobdir, final = self._paths(alloc, job.step, int(job.index))
-        prefix = f"{job.step}/{int(job.index)}"
+        slot = JobSlot(sandbox, job.step, int(job.index))
+        final = slot.final
         kube = self._kube()
-        with locked(jobdir / ".lock"):
-            numbers = sorted(
-                int(p.name.split("-", 1)[1]) for p in jobdir.glob("attempt-*") if p.is_dir()
-            )
+        with locked(slot.jobdir / ".lock"):
+            numbers = slot.attempts()
             if final.exists():  # a committed output means succeeded: never run it again
-                for n in reversed(numbers):
-                    st = read_json(jobdir / f"attempt-{n}" / "status.json")
-                    if st and st.get("state") == "succeeded":
-                        return f"{prefix}/attempt-{n}"
-                return f"{prefix}/committed"
+                return slot.committed_handle(numbers)
             if numbers:
-                last = jobdir / f"attempt-{numbers[-1]}"
+                last = slot.attempt(numbers[-1])
                 spec = read_json(last / "spec.json")
                 if spec and not (last / "status.json").exists():
                     pod = kube.read_pod(namespace, spec["pod"])
                     info = interpret(pod) if pod is not None else None
                     if info is not None and info["state"] != "failed":
-                        return f"{prefix}/attempt-{numbers[-1]}"  # adopt: running or done
+                        return slot.handle(numbers[-1])  # adopt: running or done
                     self._finalize(alloc, last, spec, info)  # record why, then try again
             n = (numbers[-1] if numbers else 0) + 1
-            attempt = jobdir / f"attempt-{n}"
+            attempt = slot.attempt(n)
             outdir = attempt / "out.tmp"
             outdir.mkdir(parents=True)
             (attempt / "tmp").mkdir()
             artifacts = sandbox / "artifacts"
-            LocalCompute._write_artifacts(artifacts, job.artifacts)
+            write_artifacts(artifacts, job.artifacts)
             name = pod_name(job.step, int(job.index), n)
             spec = {
                 "step": job.step,
@@ -105,12 +96,12 @@ class PodJobs:
                 # known to be absent: the next start adopts it, or records it lost.
                 try:
                     if kube.read_pod(namespace, name) is not None:
-                        return f"{prefix}/attempt-{n}"
+                        return slot.handle(n)
                 except SiteError:
                     raise e from None
                 shutil.rmtree(attempt, ignore_errors=True)  # refused: leave nothing behind
                 raise
-            return f"{prefix}/attempt-{n}"
+            return slot.handle(n)
 
     def _finalize(
         self, alloc: Allocation, attempt: Path, spec: dict, info: dict | None

@@ -16,7 +16,7 @@ from stratoflow.sites.kubernetes.config import (
     dns_label,
     label_value,
 )
-from stratoflow.sites.local.runner import THREAD_VARS, build_argv
+from stratoflow.sites.sandbox import THREAD_VARS, build_argv
 
 MIB = 1 << 20
 CONTAINER = "job"

@@ -13,8 +13,6 @@ trigger on another machine sharing the filesystem) sees the same truth.
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
 import signal
 import subprocess
@@ -36,18 +34,18 @@ from stratoflow.sites.base import (
 )
 from stratoflow.sites.files import safe_name
 from stratoflow.sites.local.config import LocalConfig
-from stratoflow.sites.local.runner import (
-    alive,
-    kill_group,
+from stratoflow.sites.local.runner import alive, kill_group, proc_start_time
+from stratoflow.sites.sandbox import (
+    JobSlot,
     locked,
-    proc_start_time,
+    parse_handle,
     read_json,
     tail,
+    write_artifacts,
     write_json_atomic,
 )
 
 MIB = 1 << 20
-HANDLE = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*)/(-?\d+)/(attempt-\d+|committed)$")
 # Runners we started from this process; polled only so they do not linger as zombies.
 _children: dict[int, subprocess.Popen] = {}
 
@@ -177,38 +175,27 @@ class LocalCompute(Compute):
 
     # ---- jobs ---------------------------------------------------------------------
 
-    def _paths(self, alloc: Allocation, step: str, index: int) -> tuple[Path, Path]:
-        sandbox = Path(alloc.workdir)
-        step = safe_name(step, "step")
-        return sandbox / "jobs" / step / str(index), sandbox / "outputs" / step / str(index)
-
     def start_job(self, alloc: Allocation, job: JobSpec) -> str:
         _reap()
-        jobdir, final = self._paths(alloc, job.step, int(job.index))
+        slot = JobSlot(Path(alloc.workdir), job.step, int(job.index))
+        final = slot.final
         if not Path(alloc.workdir).is_dir():
             raise SiteError(f"local: sandbox {alloc.workdir} is gone (torn down?); provision first")
-        prefix = f"{job.step}/{int(job.index)}"
-        with locked(jobdir / ".lock"):
-            numbers = sorted(
-                int(p.name.split("-", 1)[1]) for p in jobdir.glob("attempt-*") if p.is_dir()
-            )
+        with locked(slot.jobdir / ".lock"):
+            numbers = slot.attempts()
             if final.exists():
-                for n in reversed(numbers):
-                    st = read_json(jobdir / f"attempt-{n}" / "status.json")
-                    if st and st.get("state") == "succeeded":
-                        return f"{prefix}/attempt-{n}"
-                return f"{prefix}/committed"
+                return slot.committed_handle(numbers)
             if numbers:
-                last = jobdir / f"attempt-{numbers[-1]}"
+                last = slot.attempt(numbers[-1])
                 if not (last / "status.json").exists():
                     if alive(read_json(last / "runner.json")):
-                        return f"{prefix}/attempt-{numbers[-1]}"  # adopt the live attempt
+                        return slot.handle(numbers[-1])  # adopt the live attempt
                     self._lost(last)
             n = (numbers[-1] if numbers else 0) + 1
-            attempt = jobdir / f"attempt-{n}"
+            attempt = slot.attempt(n)
             attempt.mkdir(parents=True)
             artifacts = Path(alloc.workdir) / "artifacts"
-            self._write_artifacts(artifacts, job.artifacts)
+            write_artifacts(artifacts, job.artifacts)
             spec = {
                 "step": job.step,
                 "index": int(job.index),
@@ -246,27 +233,10 @@ class LocalCompute(Compute):
             write_json_atomic(
                 attempt / "runner.json", {"pid": proc.pid, "start": proc_start_time(proc.pid)}
             )
-            return f"{prefix}/attempt-{n}"
-
-    @staticmethod
-    def _write_artifacts(directory: Path, artifacts: dict[str, bytes]) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        for name, content in artifacts.items():
-            safe_name(name, "artifact name")
-            path = directory / name
-            data = content.encode() if isinstance(content, str) else bytes(content)
-            if path.exists() and path.read_bytes() == data:
-                continue
-            tmp = directory / f".{name}.{os.getpid()}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, path)  # a running job never sees a half-written script
+            return slot.handle(n)
 
     def _attempt(self, alloc: Allocation, handle: str) -> tuple[Path | None, Path]:
-        m = HANDLE.match(handle)
-        if not m:
-            raise SiteError(f"local: malformed job handle {handle!r}")
-        jobdir, final = self._paths(alloc, m.group(1), int(m.group(2)))
-        return (None if m.group(3) == "committed" else jobdir / m.group(3)), final
+        return parse_handle("local", Path(alloc.workdir), handle)
 
     def _lost(self, attempt: Path) -> dict[str, Any]:
         """Record a runner that died without a verdict (host reboot, OOM killer, kill -9)."""

@@ -19,7 +19,6 @@ low enough to stop a runaway before it takes the machine. Both report "memory li
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import resource
@@ -28,10 +27,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from stratoflow.sites.sandbox import (
+    THREAD_VARS,
+    build_argv,
+    locked,
+    tail,
+    write_json_atomic,
+)
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -39,37 +44,6 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 # Only these leave the task's environment: Airflow workers carry connection strings and
 # secrets in theirs (AIRFLOW_CONN_*, the metadata DB URL) and a user's job must not see them.
 PASSED_ENV = ("HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TERM")
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Readers see the old file or the new one, never half of one (tmp + fsync + rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock on ``path``: serialises start/adopt/commit of one job."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
 
 
 def proc_start_time(pid: int) -> int | None:
@@ -116,17 +90,6 @@ def kill_group(pgid: int, sig: int) -> None:
         pass
 
 
-def tail(path: Path, n: int = 20) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 16384))
-            lines = f.read().decode("utf-8", "replace").splitlines()
-    except FileNotFoundError:
-        return ""
-    return "\n".join(lines[-n:])
-
-
 def job_env(spec: dict[str, Any], outdir: Path, tmpdir: Path) -> dict[str, str]:
     env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
     bindir = os.path.dirname(sys.executable)
@@ -146,18 +109,6 @@ def job_env(spec: dict[str, Any], outdir: Path, tmpdir: Path) -> dict[str, str]:
         STRATOFLOW_ARTIFACTS=spec["artifacts_dir"],
     )
     return env
-
-
-def build_argv(spec: dict[str, Any], outdir: Path) -> list[str]:
-    def sub(s: str) -> str:
-        # Only we know the attempt's output dir; {artifacts} is normally substituted
-        # upstream, but replacing a leftover one is harmless and saves a confusing failure.
-        return s.replace("{outdir}", str(outdir)).replace("{artifacts}", spec["artifacts_dir"])
-
-    command = spec["command"]
-    if isinstance(command, str):
-        return ["/bin/sh", "-c", sub(command)]
-    return [sub(str(a)) for a in command]
 
 
 def run(spec_path: Path) -> dict[str, Any]:
