@@ -34,9 +34,9 @@ with DAG(
 
     @task(retries=2, retry_delay=timedelta(seconds=30))
     def catalogue_sites() -> list[str]:
-        from stratoflow.sites.catalogue import load_catalogue
+        from stratoflow.sites.catalogue import compute_sites
 
-        return sorted(load_catalogue())
+        return compute_sites()  # storage services hold no resources of ours
 
     ReaperOperator.partial(
         task_id="reap",

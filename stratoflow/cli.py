@@ -164,12 +164,13 @@ def cmd_reap(args: argparse.Namespace) -> int:
     import uuid
     from datetime import timedelta
 
-    from stratoflow.execution.placement import catalogue, compute_for_site
+    from stratoflow.execution.placement import compute_for_site
     from stratoflow.maintenance.reaper import reap
+    from stratoflow.sites.catalogue import compute_sites
     from stratoflow.store import Store
 
     logging.basicConfig(level=logging.WARNING)
-    names = args.site or sorted(catalogue())
+    names = args.site or compute_sites()
     errors: list[str] = []
     results = reap(
         {name: compute_for_site(name) for name in names},

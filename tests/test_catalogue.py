@@ -86,3 +86,76 @@ def test_storage_registry(tmp_path):
         storage_for("gopher://example.org/x", cat)
     with pytest.raises(TemplateError, match="no site of kind local or kubernetes"):
         storage_for("file:///tmp/x", {})
+
+
+def test_a_secret_in_the_catalogue_is_refused_with_where_it_belongs(tmp_path):
+    p = write(
+        tmp_path,
+        {
+            "sites": [
+                {
+                    "name": "os",
+                    "kind": "openstack",
+                    "conn_id": "c",
+                    "image": "i",
+                    "password": "hunter2-pw",
+                },
+                {"name": "aws", "kind": "s3", "conn_id": "c", "aws_secret_access_key": "wJalr-key"},
+            ]
+        },
+    )
+    with pytest.raises(TemplateError) as e:
+        load_catalogue(p)
+    lines = str(e.value).splitlines()
+    assert lines == [
+        "sites[0].password: secrets do not belong in the site catalogue; put it in the"
+        " Airflow Connection the site names with conn_id",
+        "sites[1].aws_secret_access_key: secrets do not belong in the site catalogue; put it"
+        " in the Airflow Connection the site names with conn_id",
+    ]
+    assert "hunter2-pw" not in str(e.value) and "wJalr-key" not in str(e.value)
+
+
+def test_storage_services_run_no_jobs(tmp_path, monkeypatch):
+    from stratoflow.errors import SiteError
+    from stratoflow.execution.placement import site_offers
+    from stratoflow.sites import catalogue
+
+    p = write(
+        tmp_path,
+        {
+            "sites": [
+                {"name": "local", "kind": "local", "cores": 2},
+                {"name": "store", "kind": "s3", "conn_id": "c"},
+                {"name": "od", "kind": "onedata", "conn_id": "c"},
+            ]
+        },
+    )
+    monkeypatch.setenv("STRATOFLOW_SITES", str(p))
+    catalogue.catalogue.cache_clear()
+    try:
+        assert catalogue.compute_sites() == ["local"]  # the reaper's sites
+        offers = site_offers()
+        assert not offers["store"].runs_jobs and offers["local"].runs_jobs
+        with pytest.raises(SiteError, match="'od' is a OneData space provider .* cannot"):
+            catalogue.compute_for_site("od")
+    finally:
+        catalogue.catalogue.cache_clear()
+
+
+def test_old_retry_keys_name_their_new_name(tmp_path):
+    p = write(
+        tmp_path,
+        {
+            "sites": [
+                {"name": "os", "kind": "openstack", "conn_id": "c", "image": "i", "api_retries": 3},
+                {"name": "k", "kind": "kubernetes", "conn_id": "c", "api_backoff_s": 0.1},
+            ]
+        },
+    )
+    with pytest.raises(TemplateError) as e:
+        load_catalogue(p)
+    assert str(e.value).splitlines() == [
+        "sites[0].api_retries: renamed to retry_attempts (same meaning)",
+        "sites[1].api_backoff_s: renamed to retry_backoff_s (same meaning)",
+    ]

@@ -35,7 +35,7 @@ def k8s_site(airflow_env: dict[str, str]):
     entry = (
         "  - name: k8s\n    kind: kubernetes\n"
         f"    conn_id: {CONN_ID}\n    cores: 4\n    memory: 8589934592\n"
-        f"    workdir: {workdir}\n    api_backoff_s: 0.05\n    kill_grace_s: 1\n"
+        f"    workdir: {workdir}\n    retry_backoff_s: 0.05\n    kill_grace_s: 1\n"
         "    allowed_roots: ['{include}']\n"
     )
     conn = {"conn_type": "kubernetes_site", "host": fake.url, "password": TOKEN}

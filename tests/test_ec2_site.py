@@ -244,7 +244,6 @@ def test_register_and_validate(monkeypatch):
     from stratoflow.sites import catalogue
     from stratoflow.sites.ec2 import EC2Compute, register
 
-    monkeypatch.setattr(catalogue, "COMPUTE_KINDS", dict(catalogue.COMPUTE_KINDS))
     register()
     entry = {"name": "aws", "kind": "ec2", "conn_id": "aws", "image_id": "ami-1"}
     sites = catalogue.parse_catalogue({"sites": [{**entry, "instance_types": TYPES}]})

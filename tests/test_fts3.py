@@ -22,7 +22,7 @@ from stratoflow.sites.fts3.transfer import FTS3Transfer
 from tests.fakes.fts3_server import FakeFTS3
 
 TOKEN = "eyJfts3-oidc-" + "9f3c2a71d5e84b06"  # long enough for Airflow's secret masker
-FAST = {"poll_interval_s": 0.0, "retry_backoff_s": 0.0, "request_attempts": 8}
+FAST = {"poll_interval_s": 0.0, "retry_backoff_s": 0.0, "retry_attempts": 8}
 
 
 @pytest.fixture
@@ -280,8 +280,6 @@ def test_register_routes_grid_urls_to_fts3(monkeypatch):
     from stratoflow.sites import catalogue
     from stratoflow.sites.fts3 import register
 
-    monkeypatch.setattr(catalogue, "STORAGE_SCHEMES", dict(catalogue.STORAGE_SCHEMES))
-    monkeypatch.setattr(catalogue, "COMPUTE_KINDS", dict(catalogue.COMPUTE_KINDS))
     register()
     sites = catalogue.parse_catalogue(
         {

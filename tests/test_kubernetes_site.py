@@ -55,7 +55,7 @@ def make_site(tmp_path, conn_id: str = "k8s_test", **extra) -> KubernetesCompute
         "cores": 64,
         "memory": 16 << 30,
         "workdir": str(tmp_path / "shared"),
-        "api_backoff_s": 0.01,
+        "retry_backoff_s": 0.01,
         "teardown_wait_s": 5,
         "kill_grace_s": 1,
     }
@@ -217,7 +217,7 @@ def test_cancel_deletes_the_pod(site, alloc, kube):
 
 def test_chaos_provision_exactly_once_and_nothing_leaks(store, kube, tmp_path, monkeypatch):
     connect(monkeypatch, "k8s_test", kube.url)
-    site = make_site(tmp_path, api_retries=2)  # few retries, so some provisions do fail
+    site = make_site(tmp_path, retry_attempts=2)  # few retries, so some provisions do fail
     kube.rng.seed(5)  # this seed fails two provisions, one of them after a lost create
     kube.configure(error_rate=0.15, drop_rate=0.15)
     outcome = {}
@@ -315,7 +315,6 @@ def test_token_never_logged(site, store, kube, tmp_path, monkeypatch, caplog):
 
 
 def test_catalogue_validator(tmp_path, monkeypatch):
-    monkeypatch.setattr(catalogue, "COMPUTE_KINDS", dict(catalogue.COMPUTE_KINDS))
     register()
     bad = {"sites": [{"name": "k", "kind": "kubernetes", "cores": 0, "colour": "x"}]}
     with pytest.raises(TemplateError) as err:
@@ -332,7 +331,7 @@ def test_slow_api_timeout_then_cleanup(tmp_path, kube, store, monkeypatch):
     # The server does the work after the client gave up: the namespace exists, the client
     # never heard. Provision fails clearly; teardown (Airflow's retry) removes it.
     connect(monkeypatch, "k8s_test", kube.url)
-    slow = make_site(tmp_path, api_retries=2, request_timeout_s=0.2)
+    slow = make_site(tmp_path, retry_attempts=2, request_timeout_s=0.2)
     kube.latency = 0.4
     with pytest.raises(SiteError, match="no reply from the API server"):
         slow.provision("dep9", HOSTS, store)

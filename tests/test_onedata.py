@@ -170,4 +170,4 @@ def test_register_and_validate(monkeypatch, tmp_path):
         catalogue.parse_catalogue({"sites": [{"name": "od", "kind": "onedata", "spaces": 1}]})
     assert [i.path for i in err.value.issues] == ["sites[0].spaces", "sites[0].conn_id"]
     with pytest.raises(SiteError, match="OneData space provider"):
-        catalogue.compute_for(sites["od"]).provision("d", [], None)
+        catalogue.compute_for(sites["od"])

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.filterwarnings(
 )
 GIB = 1 << 30
 PASSWORD, AC_SECRET = "s3cret-password", "ac-s3cret"
-FAST = {"retry_delay_s": 0.0, "poll_interval_s": 0.0, "api_retries": 8}
+FAST = {"retry_backoff_s": 0.0, "poll_interval_s": 0.0, "retry_attempts": 8}
 
 
 @pytest.fixture
@@ -369,7 +369,6 @@ def test_registration_and_validator(monkeypatch):
     from stratoflow.sites import catalogue
     from stratoflow.sites.openstack import register
 
-    monkeypatch.setattr(catalogue, "COMPUTE_KINDS", dict(catalogue.COMPUTE_KINDS))
     register()
     with pytest.raises(TemplateError) as err:
         catalogue.parse_catalogue({"sites": [{"name": "os", "kind": "openstack", "cores": 0}]})

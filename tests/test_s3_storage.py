@@ -222,19 +222,17 @@ def test_secrets_never_reach_the_logs(site, tmp_path: Path, caplog: pytest.LogCa
     assert ACCESS_KEY[:4] + "…" + ACCESS_KEY[-4:] in ours and ACCESS_KEY not in ours
 
 
-def test_register_adds_scheme_and_a_storage_only_site_kind(monkeypatch, tmp_path: Path):
+def test_register_adds_scheme_and_a_kind_that_runs_no_jobs(monkeypatch, tmp_path: Path):
     from stratoflow.sites import catalogue
     from stratoflow.sites.s3 import S3Storage, register
 
-    monkeypatch.setattr(catalogue, "COMPUTE_KINDS", dict(catalogue.COMPUTE_KINDS))
-    monkeypatch.setattr(catalogue, "STORAGE_SCHEMES", dict(catalogue.STORAGE_SCHEMES))
     register()
     sites = catalogue.parse_catalogue(
         {"sites": [{"name": "store", "kind": "s3", "conn_id": "c", "region": "eu-west-1"}]}
     )
     assert isinstance(catalogue.storage_for("s3://bkt/k", sites), S3Storage)
-    with pytest.raises(SiteError, match="object store"):
-        catalogue.compute_for(sites["store"]).provision("d", [], None)
+    with pytest.raises(SiteError, match="is an S3-compatible object store .* cannot provision"):
+        catalogue.compute_for(sites["store"])
     with pytest.raises(TemplateError) as err:
         catalogue.parse_catalogue(
             {"sites": [{"name": "s", "kind": "s3", "multipart_chunksize": 10, "bogus": 1}]}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 from pathlib import Path
@@ -108,16 +107,18 @@ def list_templates() -> list[dict[str, Any]]:
     return out
 
 
-def _capacity(kind: str, config: dict[str, Any]) -> dict[str, Any]:
-    cap = {k: config[k] for k in CAPACITY_KEYS if k in config}
-    if kind == "local":
-        # "auto" means this machine; show what the scheduler will actually use.
-        from stratoflow.sites.local.config import physical_memory
+def _capacity(site: Any) -> dict[str, Any]:
+    """What the broker will use: the site's declared capacity ("auto" resolved), or
+    nothing for a storage service. Never configuration beyond that."""
+    from stratoflow.sites.catalogue import compute_for, runs_jobs
 
-        if cap.get("cores", "auto") == "auto":
-            cap["cores"] = os.cpu_count() or 1
-        if cap.get("memory", "auto") == "auto":
-            cap["memory"] = physical_memory()
+    if not runs_jobs(site):
+        return {}
+    cap = {k: site.config[k] for k in CAPACITY_KEYS if k in site.config}
+    declared = compute_for(site).capacity()
+    for key, value in (("cores", declared.cores), ("memory", declared.mem_bytes)):
+        if value is not None:
+            cap[key] = value
     return cap
 
 
@@ -126,6 +127,6 @@ def list_sites() -> list[dict[str, Any]]:
     from stratoflow.sites.catalogue import load_catalogue
 
     return [
-        {"name": s.name, "kind": s.kind, "capacity": _capacity(s.kind, s.config)}
+        {"name": s.name, "kind": s.kind, "capacity": _capacity(s)}
         for s in load_catalogue().values()
     ]

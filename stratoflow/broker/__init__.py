@@ -18,6 +18,7 @@ class SiteOffer:
     kind: str
     cores: int
     mem_bytes: int
+    runs_jobs: bool = True  # False: a storage or transfer service, never a candidate
 
 
 def rank_sites(
@@ -50,7 +51,9 @@ def rank_sites(
     candidates: list[str] = []
     for name in wanted:
         offer = offers[name]
-        if kinds and offer.kind not in kinds:
+        if not offer.runs_jobs:
+            reasons.append(f"{name}: kind '{offer.kind}' stores or moves data, it runs no jobs")
+        elif kinds and offer.kind not in kinds:
             reasons.append(f"{name}: kind '{offer.kind}' not in {kinds}")
         elif offer.cores < demand_cores:
             reasons.append(f"{name}: needs {demand_cores} cores, site has {offer.cores}")

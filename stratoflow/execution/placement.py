@@ -6,7 +6,13 @@ from typing import Any
 
 from stratoflow.broker import SiteOffer
 from stratoflow.sites.base import HostRequest
-from stratoflow.sites.catalogue import catalogue, compute_for, compute_for_site, storage_for_url
+from stratoflow.sites.catalogue import (
+    catalogue,
+    compute_for,
+    compute_for_site,
+    runs_jobs,
+    storage_for_url,
+)
 from stratoflow.tosca.scalars import parse_size
 
 __all__ = [
@@ -53,6 +59,9 @@ def demand(hosts: list[dict]) -> tuple[int, int]:
 def site_offers() -> dict[str, SiteOffer]:
     offers = {}
     for name, site in catalogue().items():
+        if not runs_jobs(site):
+            offers[name] = SiteOffer(name, site.kind, 0, 0, runs_jobs=False)
+            continue
         capacity = compute_for(site).capacity()
         cores, memory = capacity.cores or 0, capacity.mem_bytes or 0
         if capacity.quota_decides:

@@ -1,16 +1,10 @@
-"""The site catalogue (``include/sites.yaml``) and the registries of site backends.
-
-Backends register by *kind* (compute) and by URL *scheme* (storage) as import strings, so
-adding openstack, kubernetes, ec2, s3, fts3 or onedata means one ``register_*`` line and a
-validator; no caller changes, and no backend's client library is imported until used.
-"""
+"""The site catalogue (``include/sites.yaml``): its sites, validated against the kinds
+registered in :mod:`stratoflow.sites.kinds`, and the backend that serves each of them."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -21,13 +15,12 @@ import yaml
 
 from stratoflow.config import include_dir
 from stratoflow.errors import Issue, SiteError, TemplateError
+from stratoflow.retry import RENAMED_KEYS, renamed_key_issues
 from stratoflow.sites.base import Compute, Storage
-from stratoflow.sites.files import validate_roots
+from stratoflow.sites.kinds import SiteKind, kinds, kinds_serving, load, schemes
 
 NAME = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")
 MAX_CATALOGUE_BYTES = 1 << 20
-
-Validator = Callable[[str, dict[str, Any]], list[Issue]]
 
 
 @dataclass(frozen=True)
@@ -35,69 +28,6 @@ class SiteConfig:
     name: str
     kind: str
     config: dict[str, Any] = field(default_factory=dict)  # every field except name and kind
-
-
-@dataclass(frozen=True)
-class _Backend:
-    target: str  # "module:Class"
-    validate: Validator | None = None
-
-
-COMPUTE_KINDS: dict[str, _Backend] = {}
-# scheme -> {site kind: "module:Class"}: one scheme may be served by several kinds, e.g.
-# file:// by local sites and by kubernetes sites whose workdir is a shared filesystem.
-STORAGE_SCHEMES: dict[str, dict[str, str]] = {}
-
-
-def register_compute(kind: str, target: str, validate: Validator | None = None) -> None:
-    COMPUTE_KINDS[kind] = _Backend(target, validate)
-
-
-def register_storage(scheme: str, kind: str, target: str) -> None:
-    STORAGE_SCHEMES[scheme] = {**STORAGE_SCHEMES.get(scheme, {}), kind: target}
-
-
-def _load(target: str) -> Any:
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def _positive_or_auto(path: str, value: Any) -> list[Issue]:
-    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-        return []
-    return [Issue(path, f"expected a positive integer or 'auto', got {value!r}")]
-
-
-def _validate_local(path: str, entry: dict[str, Any]) -> list[Issue]:
-    issues: list[Issue] = []
-    known = {
-        "name",
-        "kind",
-        "cores",
-        "memory",
-        "workdir",
-        "allowed_roots",
-        "writable_roots",
-        "kill_grace_s",
-        "address_space_limit",
-    }
-    for key in entry:
-        if key not in known:
-            issues.append(
-                Issue(f"{path}.{key}", f"unknown field; expected one of {', '.join(sorted(known))}")
-            )
-    for key in ("cores", "memory"):
-        if key in entry:
-            issues += _positive_or_auto(f"{path}.{key}", entry[key])
-    if "workdir" in entry and not isinstance(entry["workdir"], str):
-        issues.append(Issue(f"{path}.workdir", "expected a path string"))
-    issues += validate_roots(path, entry)
-    return issues
-
-
-register_compute("local", "stratoflow.sites.local:LocalCompute", _validate_local)
-register_storage("file", "local", "stratoflow.sites.local:LocalStorage")
-register_storage("", "local", "stratoflow.sites.local:LocalStorage")
 
 
 def default_catalogue_path() -> Path:
@@ -129,24 +59,44 @@ def parse_catalogue(doc: Any, source: str = "sites.yaml") -> dict[str, SiteConfi
             issues.append(Issue(f"{path}.name", f"duplicate site name {name!r}"))
         if isinstance(name, str):
             seen.add(name)
-        if kind not in COMPUTE_KINDS:
+        registered = kinds()
+        if kind not in registered:
             issues.append(
                 Issue(
                     f"{path}.kind",
-                    f"unknown site kind {kind!r}; expected one of "
-                    f"{', '.join(sorted(COMPUTE_KINDS))}",
+                    f"unknown site kind {kind!r}; expected one of {', '.join(sorted(registered))}",
                 )
             )
             continue
-        backend = COMPUTE_KINDS[kind]
-        entry_issues = backend.validate(path, entry) if backend.validate else []
-        issues += entry_issues
+        site_kind = registered[kind]
+        entry, secret_issues = _without_refused(path, site_kind, entry)
+        issues += secret_issues
+        issues += site_kind.validate(path, entry) if site_kind.validate else []
         if not issues and isinstance(name, str):
             config = {k: v for k, v in entry.items() if k not in ("name", "kind")}
             sites[name] = SiteConfig(name, kind, config)
     if issues:
         raise TemplateError(issues)
     return sites
+
+
+def _without_refused(
+    path: str, kind: SiteKind, entry: dict[str, Any]
+) -> tuple[dict[str, Any], list[Issue]]:
+    """Refuse secret-looking fields and old retry keys with the fix, before the kind's own
+    validator sees them (it would only call them unknown)."""
+    refused = [k for k in entry if k in kind.refused_fields()]
+    issues = [
+        Issue(
+            f"{path}.{k}",
+            "secrets do not belong in the site catalogue; put it in the Airflow Connection"
+            " the site names with conn_id",
+        )
+        for k in refused
+    ]
+    issues += renamed_key_issues(path, entry)
+    dropped = set(refused) | set(RENAMED_KEYS)
+    return {k: v for k, v in entry.items() if k not in dropped}, issues
 
 
 def load_catalogue(path: str | os.PathLike[str] | None = None) -> dict[str, SiteConfig]:
@@ -165,31 +115,46 @@ def load_catalogue(path: str | os.PathLike[str] | None = None) -> dict[str, Site
     return parse_catalogue(doc, str(p))
 
 
-def compute_for(site: SiteConfig) -> Compute:
-    backend = COMPUTE_KINDS.get(site.kind)
-    if backend is None:
+def kind_of(site: SiteConfig) -> SiteKind:
+    kind = kinds().get(site.kind)
+    if kind is None:
         raise TemplateError(Issue("kind", f"unknown site kind {site.kind!r}"))
-    return _load(backend.target)(site.name, dict(site.config))
+    return kind
+
+
+def runs_jobs(site: SiteConfig) -> bool:
+    return kind_of(site).runs_jobs
+
+
+def compute_for(site: SiteConfig) -> Compute:
+    kind = kind_of(site)
+    if kind.compute is None:
+        raise SiteError(
+            f"site {site.name!r} is {kind.description} (kind {kind.name}); it cannot provision"
+            " hosts or run jobs. Place the deployment on a compute site and stage data"
+            " through this one."
+        )
+    return load(kind.compute)(site.name, dict(site.config))
 
 
 def storage_for(url: str, catalogue: dict[str, SiteConfig]) -> Storage:
     """The storage backend for ``url``, configured from the first catalogue site whose kind
     serves the URL's scheme (callers put the deployment's own site first)."""
     scheme = urlparse(url).scheme.lower()
-    if scheme not in STORAGE_SCHEMES:
+    serving = kinds_serving(scheme)
+    if not serving:
         raise TemplateError(
             Issue(
                 "",
                 f"{url}: no storage backend for scheme {scheme!r}; "
-                f"known: {', '.join(sorted(s for s in STORAGE_SCHEMES if s))}",
+                f"known: {', '.join(sorted(s for s in schemes() if s))}",
             )
         )
-    kinds = STORAGE_SCHEMES[scheme]
     for site in catalogue.values():
-        if site.kind in kinds:
-            return _load(kinds[site.kind])(site.name, dict(site.config))
+        if site.kind in serving:
+            return load(serving[site.kind])(site.name, dict(site.config))
     raise TemplateError(
-        Issue("", f"{url}: no site of kind {' or '.join(kinds)} in the site catalogue")
+        Issue("", f"{url}: no site of kind {' or '.join(serving)} in the site catalogue")
     )
 
 
@@ -215,14 +180,19 @@ def storage_for_url(url: str, site: str | None = None) -> Storage:
     return storage_for(url, sites)
 
 
-def _register_builtin_backends() -> None:
-    """Every backend shipped with Stratoflow. Registration stores import strings only; no
+def compute_sites() -> list[str]:
+    """The names of the default catalogue's sites that run jobs (the reaper's sites)."""
+    return sorted(name for name, site in catalogue().items() if runs_jobs(site))
+
+
+def _register_builtin_kinds() -> None:
+    """Every kind shipped with Stratoflow. Registration stores import strings only; no
     client library (openstacksdk, kubernetes, boto3, fts3) is imported until a site of that
     kind is used."""
-    from stratoflow.sites import ec2, fts3, kubernetes, onedata, openstack, s3
+    from stratoflow.sites import ec2, fts3, kubernetes, local, onedata, openstack, s3
 
-    for backend in (openstack, kubernetes, ec2, s3, fts3, onedata):
+    for backend in (local, openstack, kubernetes, ec2, s3, fts3, onedata):
         backend.register()
 
 
-_register_builtin_backends()
+_register_builtin_kinds()

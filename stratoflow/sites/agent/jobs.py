@@ -24,7 +24,12 @@ from stratoflow.sites.credentials import credentials
 
 def client_for(site_config: dict[str, Any], url: AgentURL) -> AgentClient:
     token = credentials().agent_token(str(site_config["conn_id"]), url.deployment)
-    return AgentClient(url, token, attempts=int(site_config.get("agent_retries", 6)))
+    return AgentClient(
+        url,
+        token,
+        attempts=int(site_config.get("retry_attempts", 6)),
+        backoff_s=float(site_config.get("retry_backoff_s", 0.5)),
+    )
 
 
 def sandbox_url(site: str, host: str, port: int, deployment_id: str) -> str:

@@ -11,12 +11,21 @@ __all__ = ["EC2Compute", "register"]
 
 
 def register() -> None:
-    """Register the compute kind ``ec2`` with its sites.yaml validator."""
-    from stratoflow.sites.catalogue import register_compute, register_storage
+    """Declare the kind ``ec2``: instances that run jobs through the Stratoflow agent."""
     from stratoflow.sites.ec2.config import validate_entry
+    from stratoflow.sites.kinds import SiteKind, register_kind
 
-    register_compute("ec2", "stratoflow.sites.ec2:EC2Compute", validate_entry)
-    register_storage("sfagent", "ec2", "stratoflow.sites.agent.jobs:AgentStorage")
+    register_kind(
+        SiteKind(
+            "ec2",
+            "Amazon EC2 (or an EC2-compatible API)",
+            validate_entry,
+            compute="stratoflow.sites.ec2:EC2Compute",
+            # Deployment sandboxes live on the VMs, behind the agent.
+            storage={"sfagent": "stratoflow.sites.agent.jobs:AgentStorage"},
+            secret_fields=("aws_secret_access_key", "aws_session_token"),
+        )
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from stratoflow.errors import SiteError
+from stratoflow.retry import backoff, retrying
 from stratoflow.sites.agent.bootstrap import user_data
 from stratoflow.sites.agent.jobs import AgentJobs, sandbox_url
 from stratoflow.sites.base import (
@@ -98,18 +99,19 @@ class EC2Compute(AgentJobs, Compute):
 
     def _backoff(self, attempt: int) -> None:
         # Exponential, capped: a throttled API (RequestLimitExceeded) needs room to recover.
-        time.sleep(min(self.cfg.retry_backoff_s * 2 ** (attempt - 1), 30.0))
+        time.sleep(backoff(attempt, self.cfg.retry_backoff_s))
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
         """An idempotent call (describe, terminate), retried on transient faults."""
-        for attempt in range(1, self.cfg.create_attempts + 1):
-            try:
-                return fn(**kwargs)
-            except Exception as e:
-                if not _transient(e) or attempt == self.cfg.create_attempts:
-                    raise
-                log.info("ec2: %s failed (%s); retrying", what, _code(e) or type(e).__name__)
-                self._backoff(attempt)
+        return retrying(
+            lambda: fn(**kwargs),
+            attempts=self.cfg.retry_attempts,
+            backoff_s=self.cfg.retry_backoff_s,
+            transient=_transient,
+            on_retry=lambda e, _: log.info(
+                "ec2: %s failed (%s); retrying", what, _code(e) or type(e).__name__
+            ),
+        )
 
     def _find(self, filters: list[dict], states: list[str] = LIVE) -> list[dict]:
         filters = [*filters, {"Name": "instance-state-name", "Values": states}]
@@ -186,7 +188,7 @@ class EC2Compute(AgentJobs, Compute):
         """The record's instance: adopted if it exists, else launched (idempotently)."""
         key = rec.key
         token = (rec.data or {}).get("client_token") or key[:64]
-        for attempt in range(1, self.cfg.create_attempts + 1):
+        for attempt in range(1, self.cfg.retry_attempts + 1):
             found = self._by_key(key)
             if found:
                 if len(found) > 1:  # never expected; keep the oldest, remove the rest
@@ -201,7 +203,7 @@ class EC2Compute(AgentJobs, Compute):
                 )
                 return resp["Instances"][0]
             except Exception as e:
-                if not _transient(e) or attempt == self.cfg.create_attempts:
+                if not _transient(e) or attempt == self.cfg.retry_attempts:
                     raise
                 # The launch may have happened with its reply lost: the lookup at the top
                 # of the loop adopts it; the same ClientToken makes a re-send harmless.

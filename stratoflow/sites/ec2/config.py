@@ -32,7 +32,7 @@ FIELDS = {
     "boot_timeout_s": "how long provision waits for 'running' (seconds)",
     "terminate_timeout_s": "how long teardown waits for 'terminated' (seconds)",
     "poll_interval_s": "seconds between state polls",
-    "create_attempts": "tries of each call (idempotent) before the site is given up",
+    "retry_attempts": "tries of each call (idempotent) before the site is given up",
     "retry_backoff_s": "first pause between those tries; doubles each time",
     "max_attempts": "botocore attempts per API request",
     **AGENT_FIELDS,
@@ -62,7 +62,7 @@ class EC2Config:
     boot_timeout_s: float = 600.0
     terminate_timeout_s: float = 300.0
     poll_interval_s: float = 5.0
-    create_attempts: int = 4
+    retry_attempts: int = 4
     retry_backoff_s: float = 1.0
     max_attempts: int | None = None
     workdir: str = DEFAULT_WORKDIR
@@ -89,7 +89,7 @@ class EC2Config:
             poll_interval_s=float(c.get("poll_interval_s", 5)),
             workdir=c.get("workdir", DEFAULT_WORKDIR),
             agent_port=int(c.get("agent_port", DEFAULT_PORT)),
-            create_attempts=int(c.get("create_attempts", 4)),
+            retry_attempts=int(c.get("retry_attempts", 4)),
             retry_backoff_s=float(c.get("retry_backoff_s", 1.0)),
             max_attempts=c.get("max_attempts"),
         )
@@ -180,7 +180,7 @@ def validate_entry(path: str, entry: dict[str, Any]) -> list[Issue]:
             issues.append(
                 Issue(f"{path}.{key}", f"expected a positive number of seconds, got {v!r}")
             )
-    for key in ("create_attempts", "max_attempts"):
+    for key in ("retry_attempts", "max_attempts"):
         v = entry.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             issues.append(Issue(f"{path}.{key}", f"expected an integer >= 1, got {v!r}"))

@@ -10,23 +10,24 @@ from typing import Any
 
 from stratoflow.sites.fts3.jobs import SCHEMES
 
-__all__ = ["FTS3Site", "FTS3Transfer", "SCHEMES", "register"]
+__all__ = ["FTS3Transfer", "SCHEMES", "register"]
 
 
 def register() -> None:
-    """Route davs/root/gsiftp/srm/https URLs to FTS3 and declare the site kind ``fts3``.
-
-    The catalogue requires a compute kind for every site entry; kind ``fts3`` is one whose
-    Compute refuses to provision (see ``site.FTS3Site``), as for ``s3``.
-    """
-    from stratoflow.sites.catalogue import register_compute, register_storage
+    """Declare the kind ``fts3``: it moves davs/root/gsiftp/srm/https URLs, runs no jobs."""
     from stratoflow.sites.fts3.jobs import validate_config
-    from stratoflow.sites.waits import register_waiter
+    from stratoflow.sites.kinds import SiteKind, register_kind
 
-    for scheme in SCHEMES:
-        register_storage(scheme, "fts3", "stratoflow.sites.fts3:FTS3Transfer")
-    register_compute("fts3", "stratoflow.sites.fts3:FTS3Site", validate_config)
-    register_waiter("fts3.jobs_done", "stratoflow.sites.fts3.waits:JobsDone")
+    register_kind(
+        SiteKind(
+            "fts3",
+            "an FTS3 transfer service",
+            validate_config,
+            storage={scheme: "stratoflow.sites.fts3:FTS3Transfer" for scheme in SCHEMES},
+            waiters={"fts3.jobs_done": "stratoflow.sites.fts3.waits:JobsDone"},
+            secret_fields=("proxy", "ucert", "ukey"),
+        )
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -34,8 +35,4 @@ def __getattr__(name: str) -> Any:
         from stratoflow.sites.fts3.transfer import FTS3Transfer
 
         return FTS3Transfer
-    if name == "FTS3Site":
-        from stratoflow.sites.fts3.site import FTS3Site
-
-        return FTS3Site
     raise AttributeError(name)

@@ -40,7 +40,7 @@ class FTS3Config:
     priority: int | None = None
     poll_interval_s: float = 10.0
     copy_timeout_s: float = 24 * 3600.0
-    request_attempts: int = 5
+    retry_attempts: int = 5
     retry_backoff_s: float = 1.0
 
     @classmethod
@@ -63,14 +63,14 @@ _FIELDS = {
     "priority": int,
     "poll_interval_s": (int, float),
     "copy_timeout_s": (int, float),
-    "request_attempts": int,
+    "retry_attempts": int,
     "retry_backoff_s": (int, float),
 }
 _RANGES = {
     "max_files_per_job": (1, MAX_FILES_PER_JOB),
     "poll_ids_per_request": (1, MAX_IDS_PER_REQUEST),
     "priority": (1, 5),
-    "request_attempts": (1, 20),
+    "retry_attempts": (1, 20),
 }
 
 

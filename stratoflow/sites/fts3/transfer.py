@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from stratoflow.errors import StagingError
+from stratoflow.retry import backoff, retrying
 from stratoflow.sites.base import BulkTransfer, StagedFile, Storage
 from stratoflow.sites.credentials import credentials
 from stratoflow.sites.fts3.errors import (
@@ -85,24 +86,27 @@ class FTS3Transfer(Storage, BulkTransfer):
         import requests
         from fts3.rest.client.exceptions import ServerError, Unauthorized
 
-        for attempt in range(self.cfg.request_attempts):
-            try:
-                return fn(*args, **kwargs)
-            except Unauthorized as e:
-                raise self._auth_error(e) from None
-            except (ServerError, requests.RequestException) as e:
-                if attempt + 1 == self.cfg.request_attempts:
-                    raise FTS3Unavailable(
-                        f"fts3: {what} failed {attempt + 1} times at {self.context.endpoint}:"
-                        f" {type(e).__name__}: {e}"
-                    ) from None
-                log.warning("fts3: %s: %s (attempt %d), retrying", what, e, attempt + 1)
-                self._backoff(attempt)
-        raise AssertionError("unreachable")
+        unavailable = (ServerError, requests.RequestException)
+        try:
+            return retrying(
+                lambda: fn(*args, **kwargs),
+                attempts=self.cfg.retry_attempts,
+                backoff_s=self.cfg.retry_backoff_s,
+                transient=lambda e: isinstance(e, unavailable),
+                on_retry=lambda e, n: log.warning(
+                    "fts3: %s: %s (attempt %d), retrying", what, e, n
+                ),
+            )
+        except Unauthorized as e:
+            raise self._auth_error(e) from None
+        except unavailable as e:
+            raise FTS3Unavailable(
+                f"fts3: {what} failed {self.cfg.retry_attempts} times at"
+                f" {self.context.endpoint}: {type(e).__name__}: {e}"
+            ) from None
 
     def _backoff(self, attempt: int) -> None:
-        if self.cfg.retry_backoff_s > 0:
-            time.sleep(min(self.cfg.retry_backoff_s * 2**attempt, 30.0))
+        time.sleep(backoff(attempt + 1, self.cfg.retry_backoff_s))
 
     def _auth_error(self, e: Exception) -> FTS3AuthError:
         return FTS3AuthError(
@@ -171,7 +175,7 @@ class FTS3Transfer(Storage, BulkTransfer):
             id_generator=fts3.JobIdGenerator.deterministic,
             sid=sid,
         )
-        for n in range(self.cfg.request_attempts):
+        for n in range(self.cfg.retry_attempts):
             try:
                 job_id = fts3.submit(self.context, job)
                 self._confirm_deterministic(job_id, sid)
@@ -206,10 +210,10 @@ class FTS3Transfer(Storage, BulkTransfer):
                 if found:
                     log.info("fts3: adopted job %s for batch %s after a lost reply", found, sid)
                     return found
-                if n + 1 < self.cfg.request_attempts:
+                if n + 1 < self.cfg.retry_attempts:
                     self._backoff(n)
         raise FTS3Unavailable(
-            f"fts3: could not submit batch {sid} after {self.cfg.request_attempts} attempts"
+            f"fts3: could not submit batch {sid} after {self.cfg.retry_attempts} attempts"
         )
 
     def _whoami_vo_id(self) -> str:

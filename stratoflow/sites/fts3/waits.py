@@ -31,7 +31,7 @@ class JobsDone(Waiter):
             {
                 "conn_id": conn_id,
                 "poll_ids_per_request": int(poll_ids_per_request),
-                "request_attempts": 3,
+                "retry_attempts": 3,
                 "retry_backoff_s": float(retry_backoff_s),
             },
         )

@@ -18,14 +18,22 @@ __all__ = ["KubernetesCompute", "register", "validate_site"]
 
 def register() -> None:
     """Make ``kind: kubernetes`` known to the site catalogue."""
-    from stratoflow.sites.catalogue import register_compute, register_storage
+    from stratoflow.sites.kinds import SiteKind, register_kind
 
-    register_compute("kubernetes", "stratoflow.sites.kubernetes:KubernetesCompute", validate_site)
     # Pods mount the site's workdir from a shared filesystem the Airflow workers also see,
     # so staging into and out of a deployment is a verified local copy under this site's
     # own roots.
-    for scheme in ("file", ""):
-        register_storage(scheme, "kubernetes", "stratoflow.sites.local:LocalStorage")
+    local = "stratoflow.sites.local:LocalStorage"
+    register_kind(
+        SiteKind(
+            "kubernetes",
+            "a Kubernetes cluster (a namespace per deployment)",
+            validate_site,
+            compute="stratoflow.sites.kubernetes:KubernetesCompute",
+            storage={"file": local, "": local},
+            secret_fields=("bearer_token", "client_key"),
+        )
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stratoflow.errors import SiteError
+from stratoflow.retry import retrying
 from stratoflow.sites.kubernetes.config import KubernetesConfig
 
 log = logging.getLogger(__name__)
@@ -59,27 +60,30 @@ class KubeApi:
         import urllib3
         from kubernetes.client.exceptions import ApiException
 
-        delay = self.cfg.api_backoff_s
-        for attempt in range(1, self.cfg.api_retries + 1):
-            last = attempt == self.cfg.api_retries
-            try:
-                return fn(*args, _request_timeout=self.cfg.request_timeout_s, **kwargs)
-            except ApiException as e:
-                code, reason, message = _status_of(e)
-                if code in RETRY_STATUS and not last:
-                    log.info("kubernetes %s: %s: %s %s; retrying", self.site, what, code, reason)
-                else:
-                    raise self._error(what, code, reason, message) from None
-            except urllib3.exceptions.HTTPError as e:  # refused, reset, lost reply, timeout
-                if last:
-                    raise KubeError(
-                        f"kubernetes site {self.site!r}: {what}: no reply from the API server"
-                        f" after {attempt} tries ({type(e).__name__})"
-                    ) from None
-                log.info("kubernetes %s: %s: %s; retrying", self.site, what, type(e).__name__)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-        raise AssertionError("unreachable")
+        def transient(e: Exception) -> bool:
+            if isinstance(e, ApiException):
+                return _status_of(e)[0] in RETRY_STATUS
+            return isinstance(e, urllib3.exceptions.HTTPError)  # refused, reset, lost reply
+
+        def note(e: Exception, attempt: int) -> None:
+            cause = f"{_status_of(e)[0]} {_status_of(e)[1]}" if isinstance(e, ApiException) else ""
+            log.info("kubernetes %s: %s: %s; retrying", self.site, what, cause or type(e).__name__)
+
+        try:
+            return retrying(
+                lambda: fn(*args, _request_timeout=self.cfg.request_timeout_s, **kwargs),
+                attempts=self.cfg.retry_attempts,
+                backoff_s=self.cfg.retry_backoff_s,
+                transient=transient,
+                on_retry=note,
+            )
+        except ApiException as e:
+            raise self._error(what, *_status_of(e)) from None
+        except urllib3.exceptions.HTTPError as e:
+            raise KubeError(
+                f"kubernetes site {self.site!r}: {what}: no reply from the API server"
+                f" after {self.cfg.retry_attempts} tries ({type(e).__name__})"
+            ) from None
 
     def _error(self, what: str, code: int, reason: str, message: str) -> KubeError:
         where = f"kubernetes site {self.site!r}: {what}"

@@ -36,8 +36,8 @@ FIELDS = {
     "writable_roots": "directories stage-out may write to (default: the Stratoflow home)",
     "namespace_prefix": "prefix of namespace names (overrides the connection's extra)",
     "image": "container image for jobs that name none",
-    "api_retries": "attempts per API call on 5xx and lost replies (default 6)",
-    "api_backoff_s": "first retry delay in seconds, doubled per retry (default 0.2)",
+    "retry_attempts": "attempts per API call on 5xx and lost replies (default 6)",
+    "retry_backoff_s": "first retry delay in seconds, doubled per retry (default 0.2)",
     "request_timeout_s": "timeout of one API request in seconds (default 30)",
     "teardown_wait_s": "how long teardown waits for a namespace to vanish (default 60)",
     "kill_grace_s": "grace period of a cancelled pod in seconds (default 5)",
@@ -72,8 +72,8 @@ class KubernetesConfig:
     workdir: Path
     namespace_prefix: str | None
     image: str = "python:3.11-slim"
-    api_retries: int = 6
-    api_backoff_s: float = 0.2
+    retry_attempts: int = 6
+    retry_backoff_s: float = 0.2
     request_timeout_s: float = 30.0
     teardown_wait_s: float = 60.0
     kill_grace_s: float = 5.0
@@ -92,8 +92,8 @@ class KubernetesConfig:
             workdir=Path(expand(str(workdir))).expanduser().resolve(),
             namespace_prefix=c.get("namespace_prefix"),
             image=str(c.get("image") or cls.image),
-            api_retries=max(1, int(c.get("api_retries", cls.api_retries))),
-            api_backoff_s=float(c.get("api_backoff_s", cls.api_backoff_s)),
+            retry_attempts=max(1, int(c.get("retry_attempts", cls.retry_attempts))),
+            retry_backoff_s=float(c.get("retry_backoff_s", cls.retry_backoff_s)),
             request_timeout_s=float(c.get("request_timeout_s", cls.request_timeout_s)),
             teardown_wait_s=float(c.get("teardown_wait_s", cls.teardown_wait_s)),
             kill_grace_s=float(c.get("kill_grace_s", cls.kill_grace_s)),
@@ -112,11 +112,11 @@ def validate_site(path: str, entry: dict[str, Any]) -> list[Issue]:
         issues.append(Issue(f"{path}.conn_id", "required: " + FIELDS["conn_id"]))
     elif not isinstance(conn_id, str) or not conn_id:
         issues.append(Issue(f"{path}.conn_id", "expected a non-empty connection id"))
-    for key in ("cores", "memory", "api_retries"):
+    for key in ("cores", "memory", "retry_attempts"):
         v = entry.get(key)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
             issues.append(Issue(f"{path}.{key}", f"expected a positive integer, got {v!r}"))
-    for key in ("api_backoff_s", "request_timeout_s", "teardown_wait_s", "kill_grace_s"):
+    for key in ("retry_backoff_s", "request_timeout_s", "teardown_wait_s", "kill_grace_s"):
         v = entry.get(key)
         if v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v < 0):
             issues.append(Issue(f"{path}.{key}", f"expected a number of seconds, got {v!r}"))

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from stratoflow.config import expand, stratoflow_home
-from stratoflow.errors import SiteError
+from stratoflow.errors import Issue, SiteError
+from stratoflow.sites.files import validate_roots
 
 
 def physical_memory() -> int:
@@ -82,3 +83,37 @@ def worker_staging(name: str, config: dict[str, Any]) -> Any:
             "writable_roots": config.get("writable_roots"),
         },
     )
+
+
+def _positive_or_auto(path: str, value: Any) -> list[Issue]:
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return []
+    return [Issue(path, f"expected a positive integer or 'auto', got {value!r}")]
+
+
+def validate_entry(path: str, entry: dict[str, Any]) -> list[Issue]:
+    """The catalogue entry of a local site, each fault at its field."""
+    issues: list[Issue] = []
+    known = {
+        "name",
+        "kind",
+        "cores",
+        "memory",
+        "workdir",
+        "allowed_roots",
+        "writable_roots",
+        "kill_grace_s",
+        "address_space_limit",
+    }
+    for key in entry:
+        if key not in known:
+            issues.append(
+                Issue(f"{path}.{key}", f"unknown field; expected one of {', '.join(sorted(known))}")
+            )
+    for key in ("cores", "memory"):
+        if key in entry:
+            issues += _positive_or_auto(f"{path}.{key}", entry[key])
+    if "workdir" in entry and not isinstance(entry["workdir"], str):
+        issues.append(Issue(f"{path}.workdir", "expected a path string"))
+    issues += validate_roots(path, entry)
+    return issues

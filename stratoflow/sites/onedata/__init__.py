@@ -8,18 +8,23 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["OnedataSite", "OnedataStorage", "register"]
+__all__ = ["OnedataStorage", "register"]
 
 
 def register() -> None:
-    """Register ``onedata://`` URLs and the storage-only site kind ``onedata``."""
-    from stratoflow.sites.catalogue import register_compute, register_storage
+    """Declare the kind ``onedata``: it serves ``onedata://`` URLs and runs no jobs."""
+    from stratoflow.sites.kinds import SiteKind, register_kind
     from stratoflow.sites.onedata.config import validate_entry
-    from stratoflow.sites.waits import register_waiter
 
-    register_storage("onedata", "onedata", "stratoflow.sites.onedata:OnedataStorage")
-    register_compute("onedata", "stratoflow.sites.onedata:OnedataSite", validate_entry)
-    register_waiter("onedata.replicas_done", "stratoflow.sites.onedata.waits:ReplicasDone")
+    register_kind(
+        SiteKind(
+            "onedata",
+            "a OneData space provider",
+            validate_entry,
+            storage={"onedata": "stratoflow.sites.onedata:OnedataStorage"},
+            waiters={"onedata.replicas_done": "stratoflow.sites.onedata.waits:ReplicasDone"},
+        )
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -27,8 +32,4 @@ def __getattr__(name: str) -> Any:
         from stratoflow.sites.onedata.storage import OnedataStorage
 
         return OnedataStorage
-    if name == "OnedataSite":
-        from stratoflow.sites.onedata.config import OnedataSite
-
-        return OnedataSite
     raise AttributeError(name)

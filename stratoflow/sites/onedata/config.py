@@ -1,4 +1,4 @@
-"""Site entries of kind ``onedata``: validation and the storage-only Compute."""
+"""Site entries of kind ``onedata``: validation (the kind runs no jobs, only stores)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from typing import Any
 
 from stratoflow.errors import Issue
 from stratoflow.sites.files import validate_roots
-from stratoflow.sites.storage_only import StorageOnlySite
 
 FIELDS = {
     "name": "site name",
@@ -27,8 +26,3 @@ def validate_entry(path: str, entry: dict[str, Any]) -> list[Issue]:
         issues.append(Issue(f"{path}.conn_id", f"required: {FIELDS['conn_id']}"))
     issues += validate_roots(path, entry)
     return issues
-
-
-class OnedataSite(StorageOnlySite):
-    kind = "onedata"
-    what = "a OneData space provider"

@@ -9,13 +9,20 @@ from stratoflow.sites.openstack.config import OpenStackConfig, validate_entry
 def register() -> None:
     """Make kind ``openstack`` known to the site catalogue. Cheap: openstacksdk is only
     imported when a site of this kind is used."""
-    from stratoflow.sites.catalogue import register_compute, register_storage
-    from stratoflow.sites.waits import register_waiter
+    from stratoflow.sites.kinds import SiteKind, register_kind
 
-    register_compute("openstack", "stratoflow.sites.openstack:OpenStackCompute", validate_entry)
-    # Deployment sandboxes live on the VMs, behind the agent: sfagent:// URLs.
-    register_storage("sfagent", "openstack", "stratoflow.sites.agent.jobs:AgentStorage")
-    register_waiter("openstack.servers_active", "stratoflow.sites.openstack.waits:ServersActive")
+    register_kind(
+        SiteKind(
+            "openstack",
+            "an OpenStack cloud (Nova servers)",
+            validate_entry,
+            compute="stratoflow.sites.openstack:OpenStackCompute",
+            # Deployment sandboxes live on the VMs, behind the agent: sfagent:// URLs.
+            storage={"sfagent": "stratoflow.sites.agent.jobs:AgentStorage"},
+            waiters={"openstack.servers_active": "stratoflow.sites.openstack.waits:ServersActive"},
+            secret_fields=("application_credential_secret",),
+        )
+    )
 
 
 def __getattr__(name: str):  # lazy, so importing the package does not import openstacksdk

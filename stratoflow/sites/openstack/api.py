@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from stratoflow.errors import SiteError
+from stratoflow.retry import backoff, retrying
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,21 +75,26 @@ class Caller:
         self.site, self.attempts, self.delay_s = site, max(1, attempts), delay_s
 
     def _pause(self, attempt: int) -> None:
-        time.sleep(min(self.delay_s * (2 ** (attempt - 1)), 30.0))
+        time.sleep(backoff(attempt, self.delay_s))
 
     def __call__(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a *safe to repeat* call (read, delete, idempotent update)."""
-        for attempt in range(1, self.attempts + 1):
-            try:
-                return fn(*args, **kwargs)
-            except SiteError:
-                raise
-            except Exception as e:
-                if not is_transient(e) or attempt == self.attempts:
-                    raise site_error(self.site, what, e) from e
-                log.warning("openstack %s: %s (attempt %d): %s", self.site, what, attempt, e)
-                self._pause(attempt)
-        raise AssertionError("unreachable")
+
+        def warn(e: Exception, attempt: int) -> None:
+            log.warning("openstack %s: %s (attempt %d): %s", self.site, what, attempt, e)
+
+        try:
+            return retrying(
+                lambda: fn(*args, **kwargs),
+                attempts=self.attempts,
+                backoff_s=self.delay_s,
+                transient=lambda e: not isinstance(e, SiteError) and is_transient(e),
+                on_retry=warn,
+            )
+        except SiteError:
+            raise
+        except Exception as e:
+            raise site_error(self.site, what, e) from e
 
     def create_or_adopt(
         self, what: str, find: Callable[[], T | None], create: Callable[[], T]

@@ -47,7 +47,7 @@ class OpenStackCompute(AgentJobs, TeardownMixin, Compute):
     def __init__(self, name: str, config: dict[str, Any] | None = None, connection: Any = None):
         super().__init__(name, dict(config or {}))
         self.cfg = OpenStackConfig.from_dict(name, self.config)
-        self.call = Caller(name, self.cfg.api_retries, self.cfg.retry_delay_s)
+        self.call = Caller(name, self.cfg.retry_attempts, self.cfg.retry_backoff_s)
         self._conn = connection  # an injected openstack Connection; else built from conn_id
         # Flavors, image and network ids change rarely: remembering them for a few minutes
         # spares the cloud (and a flaky API) several calls per deployment.

@@ -30,8 +30,8 @@ FIELDS = {
     "boot_timeout_s": "seconds to wait for ACTIVE (default 600)",
     "delete_timeout_s": "seconds to wait for servers to vanish at teardown (default 300)",
     "poll_interval_s": "seconds between status polls (default 2)",
-    "api_retries": "attempts per API call on 5xx or lost replies (default 6)",
-    "retry_delay_s": "first back-off between attempts, doubled each time (default 1)",
+    "retry_attempts": "attempts per API call on 5xx or lost replies (default 6)",
+    "retry_backoff_s": "first back-off between attempts, doubled each time (default 1)",
     **AGENT_FIELDS,
 }
 
@@ -50,8 +50,8 @@ class OpenStackConfig:
     boot_timeout_s: float = 600.0
     delete_timeout_s: float = 300.0
     poll_interval_s: float = 2.0
-    api_retries: int = 6
-    retry_delay_s: float = 1.0
+    retry_attempts: int = 6
+    retry_backoff_s: float = 1.0
     workdir: str = "/srv/stratoflow"
     agent_port: int = 8765
 
@@ -71,13 +71,13 @@ class OpenStackConfig:
             cores=c.get("cores"),
             memory=c.get("memory"),
             **{
-                k: float(c[k]) if k != "api_retries" else int(c[k])
+                k: float(c[k]) if k != "retry_attempts" else int(c[k])
                 for k in (
                     "boot_timeout_s",
                     "delete_timeout_s",
                     "poll_interval_s",
-                    "api_retries",
-                    "retry_delay_s",
+                    "retry_attempts",
+                    "retry_backoff_s",
                 )
                 if k in c
             },
@@ -114,11 +114,11 @@ def validate(path: str, entry: dict[str, Any]) -> list[Issue]:
         or not all(isinstance(k, str) and isinstance(v, str) for k, v in images.items())
     ):
         issues.append(Issue(f"{path}.images", "expected a mapping of distribution -> image"))
-    for key in ("cores", "memory", "api_retries"):
+    for key in ("cores", "memory", "retry_attempts"):
         v = entry.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             issues.append(Issue(f"{path}.{key}", f"expected a positive integer, got {v!r}"))
-    for key in ("boot_timeout_s", "delete_timeout_s", "poll_interval_s", "retry_delay_s"):
+    for key in ("boot_timeout_s", "delete_timeout_s", "poll_interval_s", "retry_backoff_s"):
         v = entry.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or v < 0):
             issues.append(Issue(f"{path}.{key}", f"expected a number of seconds >= 0, got {v!r}"))

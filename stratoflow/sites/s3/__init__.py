@@ -7,20 +7,23 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["S3Storage", "S3StorageSite", "register"]
+__all__ = ["S3Storage", "register"]
 
 
 def register() -> None:
-    """Register the ``s3://`` scheme and the storage-only site kind ``s3``.
-
-    The catalogue requires a compute kind for every site entry; kind ``s3`` is one whose
-    Compute refuses to provision (see ``config.S3StorageSite``).
-    """
-    from stratoflow.sites.catalogue import register_compute, register_storage
+    """Declare the kind ``s3``: it serves ``s3://`` URLs and runs no jobs."""
+    from stratoflow.sites.kinds import SiteKind, register_kind
     from stratoflow.sites.s3.config import validate_entry
 
-    register_storage("s3", "s3", "stratoflow.sites.s3:S3Storage")
-    register_compute("s3", "stratoflow.sites.s3:S3StorageSite", validate_entry)
+    register_kind(
+        SiteKind(
+            "s3",
+            "an S3-compatible object store",
+            validate_entry,
+            storage={"s3": "stratoflow.sites.s3:S3Storage"},
+            secret_fields=("aws_secret_access_key", "aws_session_token"),
+        )
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -28,8 +31,4 @@ def __getattr__(name: str) -> Any:
         from stratoflow.sites.s3.storage import S3Storage
 
         return S3Storage
-    if name == "S3StorageSite":
-        from stratoflow.sites.s3.config import S3StorageSite
-
-        return S3StorageSite
     raise AttributeError(name)

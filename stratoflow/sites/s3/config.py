@@ -1,9 +1,5 @@
-"""Site entries of kind ``s3``: validation, parsed config, and the storage-only Compute.
-
-The catalogue (``stratoflow.sites.catalogue``) requires every site to have a registered
-compute kind, so an object store is declared as a site of kind ``s3`` whose Compute refuses
-to provision: the broker sees no capacity there (cores 0) and never places jobs on it.
-"""
+"""Site entries of kind ``s3``: validation and parsed config. An object store runs no
+jobs: the kind declares no Compute, so the broker never places a deployment there."""
 
 from __future__ import annotations
 
@@ -15,7 +11,6 @@ from typing import Any
 from stratoflow.config import expand
 from stratoflow.errors import Issue, SiteError
 from stratoflow.sites.files import validate_roots
-from stratoflow.sites.storage_only import StorageOnlySite
 
 MIB = 1 << 20
 S3_MIN_PART = 5 * MIB  # S3 refuses multipart parts below 5 MiB (except the last)
@@ -100,10 +95,3 @@ def validate_entry(path: str, entry: dict[str, Any]) -> list[Issue]:
             issues += _int_at_least(f"{path}.{key}", entry[key], 1)
     issues += validate_roots(path, entry)
     return issues
-
-
-class S3StorageSite(StorageOnlySite):
-    """The Compute face of a storage-only site: it has no hosts and runs no jobs."""
-
-    kind = "s3"
-    what = "an object store"
