@@ -40,9 +40,10 @@ up: install  ## start the embedded Airflow in the background
 down:  ## stop the embedded Airflow
 	-test -x $(BIN)/stratoflow && $(BIN)/stratoflow down
 
-lint: install  ## style, and the layering contracts in pyproject.toml
+lint: install  ## style, the layering contracts and the types (settings in pyproject.toml)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python bench/parse_dags.py

@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stratoflow.errors import StratoflowError, TemplateError
+
+if TYPE_CHECKING:
+    from stratoflow.plan.model import Plan
 
 # register/register_catalogue live in registration.py (shared with the REST API); they are
 # re-exported here because callers and tests import them from the CLI module.
@@ -35,7 +38,7 @@ def _load(path: str, pairs: list[str] | None, run: bool = True):
     return load(path, inputs if (run or inputs) else None)
 
 
-def _compile(path: str, pairs: list[str] | None, run: bool = False) -> tuple[Any, dict]:
+def _compile(path: str, pairs: list[str] | None, run: bool = False) -> tuple[Any, Plan]:
     from stratoflow.tosca import parse_cli_inputs
 
     inputs = parse_cli_inputs(pairs or [])

@@ -31,7 +31,7 @@ _OPERATORS = {
 }
 
 
-def build_dag(plan: dict) -> DAG:
+def build_dag(plan: m.Plan) -> DAG:
     policy = plan["policy"]
     default_args = {
         "retries": policy["retries"],
@@ -67,9 +67,9 @@ def build_dag(plan: dict) -> DAG:
     return dag
 
 
-def _task(plan: dict, step: dict, tasks: dict[str, Any]) -> Any:
+def _task(plan: m.Plan, step: m.Step, tasks: dict[str, Any]) -> Any:
     kind = step["kind"]
-    common = {"task_id": step["id"], "plan": plan, "step": step}
+    common: dict[str, Any] = {"task_id": step["id"], "plan": plan, "step": step}
     if kind == m.JOB:
         retries = step.get("retries")
         if isinstance(retries, int):
@@ -78,12 +78,14 @@ def _task(plan: dict, step: dict, tasks: dict[str, Any]) -> Any:
         # timeout (enforced by the site's runner); unknown until run time -> no cap here.
         timeout = step.get("timeout_s")
         common["execution_timeout"] = timedelta(seconds=timeout + 300) if timeout else None
-        if step.get("map_over"):
+        map_over = step.get("map_over")
+        if map_over:
             partial = JobOperator.partial(
                 max_active_tis_per_dagrun=step.get("max_parallel"), **common
             )
-            return partial.expand(chunk=XComArg(tasks[step["map_over"]]))
-        upstream_outputs = XComArg(tasks[step["inputs_from"]]) if step.get("inputs_from") else None
+            return partial.expand(chunk=XComArg(tasks[map_over]))
+        source = step.get("inputs_from")
+        upstream_outputs = XComArg(tasks[source]) if source else None
         return JobOperator(upstream_outputs=upstream_outputs, **common)
     if kind == m.STAGE_OUT:
         return StageOutOperator(sources=[XComArg(tasks[s]) for s in step["from"]], **common)

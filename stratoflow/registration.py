@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from stratoflow.errors import TemplateError
+from stratoflow.plan.model import Plan
 
 
 def catalogue_dir() -> Path:
@@ -28,7 +29,7 @@ def load(path: str, inputs: dict[str, Any] | None) -> Any:
     return load_topology(path, inputs)
 
 
-def compile_template(path: str, inputs: dict[str, Any] | None = None) -> tuple[Any, dict]:
+def compile_template(path: str, inputs: dict[str, Any] | None = None) -> tuple[Any, Plan]:
     """(topology, plan) of a template; raises TemplateError listing every fault."""
     from stratoflow.plan import compile_plan
 
@@ -36,7 +37,7 @@ def compile_template(path: str, inputs: dict[str, Any] | None = None) -> tuple[A
     return topology, compile_plan(topology, Path(path).resolve().parent)
 
 
-def register_template(path: str, inputs: dict[str, Any] | None = None) -> tuple[Any, dict]:
+def register_template(path: str, inputs: dict[str, Any] | None = None) -> tuple[Any, Plan]:
     """Compile a template and store its plan where the DAG files find it.
 
     Validation happens before anything is written, so a bad template or bad inputs leave
@@ -59,7 +60,7 @@ def register_template(path: str, inputs: dict[str, Any] | None = None) -> tuple[
     return topology, plan
 
 
-def register(path: str, pairs: list[str] | None = None, run: bool = False) -> tuple[Any, dict]:
+def register(path: str, pairs: list[str] | None = None, run: bool = False) -> tuple[Any, Plan]:
     """The CLI's form: inputs as ``NAME=VALUE`` strings; ``run`` means a run's inputs, so
     required inputs must be given."""
     from stratoflow.tosca import parse_cli_inputs

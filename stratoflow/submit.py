@@ -9,6 +9,7 @@ from typing import Any
 
 from stratoflow import embedded
 from stratoflow.client import AirflowAPIError, AirflowClient
+from stratoflow.plan.model import Plan
 from stratoflow.store import Store, deployment_id_for
 
 TERMINAL = {"success", "failed"}
@@ -24,7 +25,7 @@ def client() -> AirflowClient:
 
 
 def submit(
-    plan: dict, inputs: dict[str, Any], owner: str = "cli", api: AirflowClient | None = None
+    plan: Plan, inputs: dict[str, Any], owner: str = "cli", api: AirflowClient | None = None
 ) -> tuple[str, str]:
     """Record the deployment, then trigger its run. Returns (deployment id, run id).
 

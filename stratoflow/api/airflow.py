@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from stratoflow.client import AirflowAPIError, AirflowClient
+from stratoflow.plan.model import Plan
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,7 @@ def airflow_base_url() -> str:
     return embedded.api_url()
 
 
-def submit_as(
-    plan: dict[str, Any], inputs: dict[str, Any], owner: str, token: str
-) -> tuple[str, str]:
+def submit_as(plan: Plan, inputs: dict[str, Any], owner: str, token: str) -> tuple[str, str]:
     """Record the deployment, then trigger its run as the caller. Returns (id, run id)."""
     from stratoflow.submit import submit
 

@@ -8,7 +8,7 @@ import re
 import shlex
 from typing import Any
 
-from stratoflow.plan.model import resolve
+from stratoflow.plan.model import Step, resolve
 from stratoflow.sites.base import JobSpec
 from stratoflow.tosca.scalars import parse_duration, parse_size
 
@@ -42,7 +42,7 @@ def render_command(command: list[str] | str, *, inputs: list[str], index: int) -
     return argv
 
 
-def job_spec(step: dict, inputs_values: dict[str, Any], files: list[str], index: int) -> JobSpec:
+def job_spec(step: Step, inputs_values: dict[str, Any], files: list[str], index: int) -> JobSpec:
     job = resolve(step["job"], inputs_values)
     return JobSpec(
         step=step["id"],

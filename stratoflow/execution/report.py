@@ -16,7 +16,7 @@ class Outcome:
 
 
 def deployment_outcome(
-    plan: dict,
+    plan: m.Plan,
     results: dict[str, Any],
     events: list[dict],
     inputs: dict[str, Any],

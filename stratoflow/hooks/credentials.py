@@ -21,7 +21,7 @@ class AirflowConnections:
         *,
         region_name: str | None,
         endpoint_url: str | None,
-        max_attempts: int,
+        max_attempts: int | None,
         **config: Any,
     ) -> Any:
         from stratoflow.hooks.aws import AwsSiteHook

@@ -12,7 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
 from stratoflow.errors import Refused, TemplateError
 from stratoflow.hooks.credentials import use_airflow_connections
-from stratoflow.plan.model import BROKER
+from stratoflow.plan.model import BROKER, Plan, Step
 from stratoflow.store.store import deployment_id_for
 
 # Tasks run sites; sites get their credentials from Airflow Connections.
@@ -24,7 +24,7 @@ class StratoflowOperator(BaseOperator):
 
     ui_color = "#e8f0fe"
 
-    def __init__(self, *, plan: dict, step: dict, **kwargs: Any):
+    def __init__(self, *, plan: Plan, step: Step, **kwargs: Any):
         super().__init__(**kwargs)
         self.plan = plan
         self.step = step

@@ -62,7 +62,7 @@ class ProvisionOperator(StratoflowOperator):
             # provision_start adopts the servers this deployment already has.
             return self.execute(context)
 
-        state = {"site": site, "alloc": alloc} if site else event.get("echo") or {}
+        state: dict[str, Any] = {"site": site, "alloc": alloc} if site else event.get("echo") or {}
 
         def finish() -> dict:
             compute = compute_for_site(state["site"])

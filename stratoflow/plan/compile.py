@@ -27,7 +27,7 @@ PLACEMENT = "tosca.policies.Placement"
 _TEMPLATE_PATH = "topology_template.node_templates"
 
 
-def compile_plan(topology: Topology, base_dir: str | Path) -> dict:
+def compile_plan(topology: Topology, base_dir: str | Path) -> m.Plan:
     """Return the sealed plan for ``topology``; ``base_dir`` anchors relative data URLs."""
     base = Path(base_dir).resolve()
     campaigns = topology.nodes_of(CAMPAIGN)
@@ -59,7 +59,7 @@ def compile_plan(topology: Topology, base_dir: str | Path) -> dict:
                 for n in clashes
             ]
         )
-    steps: list[dict] = [{"id": m.BROKER, "kind": m.BROKER, "upstream": []}]
+    steps: list[m.Step] = [{"id": m.BROKER, "kind": m.BROKER, "upstream": []}]
     if campaigns or jobs:
         steps += _compute_steps(topology, campaigns[0] if campaigns else None, base)
     for node in transfers:
@@ -67,7 +67,7 @@ def compile_plan(topology: Topology, base_dir: str | Path) -> dict:
     work_leaves = _leaves(steps)
     steps.append({"id": m.REPORT, "kind": m.REPORT, "upstream": work_leaves})
 
-    plan = {
+    plan: m.Plan = {
         "schema": m.PLAN_SCHEMA,
         "name": topology.name,
         "description": topology.description,
@@ -82,8 +82,8 @@ def compile_plan(topology: Topology, base_dir: str | Path) -> dict:
     return m.seal(plan)
 
 
-def _compute_steps(topology: Topology, campaign: NodeTemplate | None, base: Path) -> list[dict]:
-    steps: list[dict] = [{"id": m.PROVISION, "kind": m.PROVISION, "upstream": [m.BROKER]}]
+def _compute_steps(topology: Topology, campaign: NodeTemplate | None, base: Path) -> list[m.Step]:
+    steps: list[m.Step] = [{"id": m.PROVISION, "kind": m.PROVISION, "upstream": [m.BROKER]}]
     campaign_jobs: set[str] = set()
     stage_from: list[str] = []
     if campaign is not None:
@@ -147,7 +147,7 @@ def _job_step(
     *,
     map_over: str | None = None,
     inputs_from: str | None = None,
-) -> dict:
+) -> m.Step:
     props = job.properties
     retries = props.get("retries", m.DEFAULT_POLICY["retries"])
     if not isinstance(retries, int):
@@ -206,9 +206,9 @@ def _literal_seconds(value: Any) -> float | None:
     return parse_duration(value) if isinstance(value, str) else None
 
 
-def _transfer_step(topology: Topology, node: NodeTemplate, base: Path) -> dict:
+def _transfer_step(topology: Topology, node: NodeTemplate, base: Path) -> m.Step:
     source = topology.nodes[_required(node, "source")]
-    return {
+    step: m.Step = {
         "id": node.name,
         "kind": m.TRANSFER,
         "upstream": [m.BROKER],
@@ -216,13 +216,11 @@ def _transfer_step(topology: Topology, node: NodeTemplate, base: Path) -> dict:
         "destination": node.properties.get("destination"),
         "verify_checksum": node.properties.get("verify_checksum", "both"),
         "overwrite": node.properties.get("overwrite", False),
-        # Only present when asked for, so existing plans keep their hashes.
-        **(
-            {"qos": {"expression": qos, "replicas": node.properties.get("replicas") or 1}}
-            if (qos := node.properties.get("qos_expression")) is not None
-            else {}
-        ),
     }
+    qos = node.properties.get("qos_expression")
+    if qos is not None:  # only present when asked for, so existing plans keep their hashes
+        step["qos"] = {"expression": qos, "replicas": node.properties.get("replicas") or 1}
+    return step
 
 
 def _file_ref(entry: Any, base: Path) -> Any:
@@ -234,7 +232,7 @@ def _file_ref(entry: Any, base: Path) -> Any:
     return {**entry, "url": url}
 
 
-def _host(node: NodeTemplate) -> dict:
+def _host(node: NodeTemplate) -> m.HostDef:
     host_cap = node.capabilities.get("host", {})
     return {
         "node": node.name,
@@ -280,6 +278,6 @@ def _required(node: NodeTemplate, name: str) -> str:
     return target
 
 
-def _leaves(steps: list[dict]) -> list[str]:
+def _leaves(steps: list[m.Step]) -> list[str]:
     used = {u for s in steps for u in s["upstream"]}
     return [s["id"] for s in steps if s["id"] not in used]

@@ -9,9 +9,92 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any
+from typing import Any, NotRequired, Required, TypedDict
 
 PLAN_SCHEMA = 1
+
+
+# The compiler-to-operator contract. Plans are JSON, so these are TypedDicts: the type
+# checker sees every key an operator reads, and a plan file loads without conversion.
+# Values that depend on inputs may be {"get_input": name} markers; those fields are Any.
+
+
+class JobDef(TypedDict):
+    command: Any  # list[str] | str, with markers
+    image: Any
+    num_cpus: Any
+    mem_size: Any
+    timeout: Any
+    environment: dict[str, Any]
+    artifacts: dict[str, dict[str, str]]  # name -> {"file", "content_b64"}
+
+
+class QosDef(TypedDict):
+    expression: Any
+    replicas: Any
+
+
+# One shape for every step kind; each kind uses its own keys (see compile.py). Functional
+# syntax because stage-out's "from" is a Python keyword.
+Step = TypedDict(
+    "Step",
+    {
+        "id": Required[str],
+        "kind": Required[str],
+        "upstream": Required[list[str]],
+        # stage_in
+        "dataset": str,
+        "files": list[Any],
+        "chunk_size": Any,
+        # job
+        "map_over": str | None,
+        "inputs_from": str | None,
+        "host": str | None,
+        "max_parallel": int | None,
+        "retries": int,
+        "timeout_s": float | None,
+        "job": JobDef,
+        # stage_out
+        "from": list[str],
+        "location": Any,
+        "patterns": list[Any],
+        # teardown
+        "setup": str,
+        # transfer
+        "destination": Any,
+        "verify_checksum": Any,
+        "overwrite": Any,
+        "qos": QosDef,
+    },
+    total=False,
+)
+
+
+class HostDef(TypedDict):
+    node: str
+    count: Any
+    num_cpus: Any
+    mem_size: Any
+    disk_size: Any
+    num_gpus: Any
+    public_endpoint: Any
+    os: dict[str, Any]
+
+
+class Plan(TypedDict):
+    schema: int
+    name: str
+    description: str
+    tosca_version: str
+    inputs: dict[str, dict[str, Any]]
+    placement: dict[str, Any]
+    hosts: list[HostDef]
+    policy: dict[str, Any]
+    steps: list[Step]
+    outputs: dict[str, dict[str, Any]]
+    hash: NotRequired[str]  # both set by seal()
+    dag_id: NotRequired[str]
+
 
 # Step kinds, in the order a campaign runs them.
 BROKER, PROVISION, STAGE_IN, JOB, STAGE_OUT, TRANSFER, TEARDOWN, REPORT = (
@@ -38,7 +121,7 @@ def canonical_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def plan_hash(plan: dict) -> str:
+def plan_hash(plan: Plan) -> str:
     """sha256 of the plan's content, excluding the fields derived from the hash itself."""
     body = {k: v for k, v in plan.items() if k not in ("hash", "dag_id")}
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
@@ -49,13 +132,13 @@ def dag_id_for(name: str, digest: str) -> str:
     return f"{slug[:60]}_{digest[:10]}"
 
 
-def seal(plan: dict) -> dict:
+def seal(plan: Plan) -> Plan:
     """Stamp the plan with its hash and DAG id (both derived, so sealing is idempotent)."""
     digest = plan_hash(plan)
     return {**plan, "hash": digest, "dag_id": dag_id_for(plan["name"], digest)}
 
 
-def step(plan: dict, step_id: str) -> dict:
+def step(plan: Plan, step_id: str) -> Step:
     for s in plan["steps"]:
         if s["id"] == step_id:
             return s

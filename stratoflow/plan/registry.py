@@ -12,6 +12,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from stratoflow.plan.model import Plan
+
 
 def plans_dir() -> Path:
     explicit = os.environ.get("STRATOFLOW_PLANS_DIR")
@@ -22,7 +24,7 @@ def plans_dir() -> Path:
     return stratoflow_home() / "plans"
 
 
-def write_plan(plan: dict, directory: Path | None = None) -> Path:
+def write_plan(plan: Plan, directory: Path | None = None) -> Path:
     directory = directory or plans_dir()
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / f"{plan['dag_id']}.json"
@@ -33,7 +35,7 @@ def write_plan(plan: dict, directory: Path | None = None) -> Path:
     return target
 
 
-def read_plans(directory: Path | None = None, only_dag_id: str | None = None) -> Iterator[dict]:
+def read_plans(directory: Path | None = None, only_dag_id: str | None = None) -> Iterator[Plan]:
     """Yield stored plans; with ``only_dag_id`` read just that one (a worker's parse)."""
     directory = directory or plans_dir()
     if only_dag_id:

@@ -68,13 +68,13 @@ def parse_catalogue(doc: Any, source: str = "sites.yaml") -> dict[str, SiteConfi
                 )
             )
             continue
-        site_kind = registered[kind]
+        site_kind = registered[str(kind)]
         entry, secret_issues = _without_refused(path, site_kind, entry)
         issues += secret_issues
         issues += site_kind.validate(path, entry) if site_kind.validate else []
         if not issues and isinstance(name, str):
             config = {k: v for k, v in entry.items() if k not in ("name", "kind")}
-            sites[name] = SiteConfig(name, kind, config)
+            sites[name] = SiteConfig(name, site_kind.name, config)
     if issues:
         raise TemplateError(issues)
     return sites

@@ -22,7 +22,7 @@ class Credentials(Protocol):
         *,
         region_name: str | None,
         endpoint_url: str | None,
-        max_attempts: int,
+        max_attempts: int | None,
         **config: Any,
     ) -> Any:
         """A boto3 client for ``service`` with the connection's keys."""

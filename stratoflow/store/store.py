@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Row, exc, insert, select, update
@@ -74,7 +75,7 @@ class Store(ResourceOps, ReaperLog):
     # -- plans ------------------------------------------------------------------------------
 
     def save_plan(
-        self, plan_hash: str, name: str, dag_id: str, plan: dict[str, Any], template_text: str
+        self, plan_hash: str, name: str, dag_id: str, plan: Mapping[str, Any], template_text: str
     ) -> None:
         """Store a compiled plan. Saving the same plan again is a no-op."""
         try:
@@ -139,7 +140,7 @@ class Store(ResourceOps, ReaperLog):
         :meth:`get_or_create_deployment` when that may happen.
         """
         now = utcnow()
-        values = {
+        values: dict[str, Any] = {
             "id": id or str(uuid.uuid4()),
             "owner": owner,
             "dag_id": dag_id,

@@ -98,7 +98,7 @@ def _coerce(text: str, t: str, ts: TypeSystem, where: str) -> Any:
             return text
     if t == "boolean":
         return True if s.lower() in _TRUE else False if s.lower() in _FALSE else text
-    base = t
+    base: str | None = t
     if t not in ("list", "map", "range") and ts.resolve("data_types", t):
         base, _ = ts.primitive_of(ts.resolve("data_types", t) or t)
         if base is None:

@@ -111,7 +111,7 @@ def load_topology_text(
     if issues:
         raise TemplateError(issues)
 
-    metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    metadata = doc["metadata"] if isinstance(doc.get("metadata"), dict) else {}
     name = metadata.get("template_name") or doc.get("template_name") or name_hint
     return Topology(
         name=str(name),

@@ -85,6 +85,7 @@ class ValueChecker:
                 self.on_function(value, type_name, entry_schema, path)
             return value
         errors_before = len(self.issues)
+        base: str | None
         if type_name in PRIMITIVES:
             value = self._primitive(value, type_name, entry_schema, path)
             base = type_name

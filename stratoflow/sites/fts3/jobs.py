@@ -51,7 +51,7 @@ class FTS3Config:
         return cls(name=name, **{k: v for k, v in (config or {}).items() if k in _FIELDS})
 
 
-_FIELDS = {
+_FIELDS: dict[str, type | tuple[type, ...]] = {
     "conn_id": str,
     "endpoint": str,
     "max_files_per_job": int,
@@ -74,6 +74,10 @@ _RANGES = {
 }
 
 
+def _number(value: Any) -> float:
+    return float(value)  # only called once isinstance has checked it is an int or float
+
+
 def validate_config(path: str, entry: dict[str, Any]) -> list[Issue]:
     """Issues in an ``fts3`` site entry (or backend config); usable as a catalogue validator."""
     issues: list[Issue] = []
@@ -89,7 +93,7 @@ def validate_config(path: str, entry: dict[str, Any]) -> list[Issue]:
             )
         elif isinstance(value, bool) and want is not bool or not isinstance(value, want):
             issues.append(Issue(f"{path}.{key}", f"expected {_type_name(want)}, got {value!r}"))
-        elif key in _RANGES and not _RANGES[key][0] <= value <= _RANGES[key][1]:
+        elif key in _RANGES and not _RANGES[key][0] <= _number(value) <= _RANGES[key][1]:
             lo, hi = _RANGES[key]
             issues.append(Issue(f"{path}.{key}", f"expected {lo}..{hi}, got {value}"))
     if not entry.get("conn_id"):

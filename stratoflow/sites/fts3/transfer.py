@@ -378,7 +378,7 @@ class FTS3Transfer(Storage, BulkTransfer):
             failed = [tuple(f) for fs in (event.get("failures") or {}).values() for f in fs]
             if not failed:
                 failed = [("", "", f"jobs ended {event.get('states')}")]
-            raise failure_error(failed, 1)  # type: ignore[arg-type]
+            raise failure_error(failed, 1)
         return [
             StagedFile(f["destination"], int(f.get("size") or 0), f.get("adler32"), f.get("sha256"))
             for f in files

@@ -263,9 +263,11 @@ class KubernetesCompute(PodJobs, Compute):
         """Delete a namespace, but only one that carries this site's labels."""
         kube = self._kube()
         ns = kube.read_namespace(resource.external_id)
-        labels = (ns.metadata.labels or {}) if ns is not None else {}
+        if ns is None:
+            return  # gone already
+        labels = ns.metadata.labels or {}
         if labels.get(L_MANAGED) != "stratoflow" or labels.get(L_SITE) != label_value(self.name):
-            return  # gone already, or not ours: never delete what we did not label
+            return  # not ours: never delete what we did not label
         kube.delete_namespace(resource.external_id)
         if not kube.wait_namespace_gone(resource.external_id, self.cfg.teardown_wait_s):
             raise SiteError(

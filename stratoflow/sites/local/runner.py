@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from stratoflow.sites.sandbox import (
     THREAD_VARS,
@@ -60,7 +60,7 @@ def proc_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
-def alive(info: dict[str, Any] | None) -> bool:
+def alive(info: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
     if not info or "pid" not in info:
         return False
     start = proc_start_time(int(info["pid"]))

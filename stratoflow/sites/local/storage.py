@@ -60,20 +60,15 @@ class LocalStorage(Storage):
     ) -> StagedFile:
         src = self._readable(source_url)
         dest = self._writable(dest_url)
-        declared = {"adler32": adler32, "sha256": sha256, "size": size}
+        declared: dict[str, Any] = {"adler32": adler32, "sha256": sha256, "size": size}
         if dest.exists() and not overwrite:
             actual = file_checksums(dest)
             try:
                 compare(str(dest), actual, **declared)
                 if not any(v is not None for v in declared.values()):
                     # Nothing declared: only an identical copy counts as "already staged".
-                    compare(
-                        str(dest),
-                        actual,
-                        **dict(
-                            zip(("size", "adler32", "sha256"), file_checksums(src), strict=True)
-                        ),
-                    )
+                    size_, adler, sha = file_checksums(src)
+                    compare(str(dest), actual, size=size_, adler32=adler, sha256=sha)
             except ChecksumMismatch as e:
                 raise StagingError(
                     f"{dest_url}: exists and does not match the source ({e});"

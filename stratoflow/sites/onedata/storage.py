@@ -61,7 +61,7 @@ class OnedataStorage(Storage, Replication):
         size: int | None = None,
         overwrite: bool = False,
     ) -> StagedFile:
-        declared = {"adler32": adler32, "sha256": sha256, "size": size}
+        declared: dict[str, Any] = {"adler32": adler32, "sha256": sha256, "size": size}
         self.local.cfg.workdir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="copy-", dir=self.local.cfg.workdir) as tmp:
             local = Path(tmp) / "file"

@@ -71,16 +71,16 @@ class OpenStackConfig:
             cores=c.get("cores"),
             memory=c.get("memory"),
             **{
-                k: float(c[k]) if k != "retry_attempts" else int(c[k])
+                k: float(c[k])
                 for k in (
                     "boot_timeout_s",
                     "delete_timeout_s",
                     "poll_interval_s",
-                    "retry_attempts",
                     "retry_backoff_s",
                 )
                 if k in c
             },
+            retry_attempts=int(c.get("retry_attempts", cls.retry_attempts)),
             workdir=c.get("workdir", "/srv/stratoflow"),
             agent_port=int(c.get("agent_port", 8765)),
         )
@@ -161,12 +161,12 @@ def choose_flavor(site: str, flavors: list[dict[str, Any]], h: HostRequest) -> d
         fits.append(((gpus, f["vcpus"], f["ram"], f.get("disk") or 0, f["name"]), f))
     if not fits:
         disk = f", {h.disk_bytes // GIB} GB disk" if h.disk_bytes else ""
-        gpus = f", {h.gpus} GPUs" if h.gpus else ""
+        gpu_text = f", {h.gpus} GPUs" if h.gpus else ""
         offered = (
             ", ".join(f"{f['name']} ({f['vcpus']} vCPU, {f['ram']} MiB)" for f in flavors) or "none"
         )
         raise SiteError(
             f"openstack: site {site!r} has no flavor for node {h.node!r} needing"
-            f" {h.num_cpus} cores, {h.mem_bytes // MIB} MiB{disk}{gpus}; offered: {offered}"
+            f" {h.num_cpus} cores, {h.mem_bytes // MIB} MiB{disk}{gpu_text}; offered: {offered}"
         )
     return min(fits, key=lambda t: t[0])[1]

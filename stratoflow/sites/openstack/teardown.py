@@ -63,7 +63,7 @@ class TeardownMixin:
         for r in (r for r in records if r.kind == "server"):
             try:
                 found = self.find_server(r.key)
-                for sid in ({r.external_id} | {found.id if found else None}) - {None}:
+                for sid in {i for i in (r.external_id, found.id if found else None) if i}:
                     ports = self.call(
                         "list ports", lambda s=sid: list(self.conn.network.ports(device_id=s))
                     )

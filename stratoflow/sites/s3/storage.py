@@ -203,7 +203,7 @@ class S3Storage(Storage):
         size: int | None = None,
         overwrite: bool = False,
     ) -> StagedFile:
-        declared = {"adler32": adler32, "sha256": sha256, "size": size}
+        declared: dict[str, Any] = {"adler32": adler32, "sha256": sha256, "size": size}
         src_s3, dst_s3 = source_url.startswith("s3://"), dest_url.startswith("s3://")
         if src_s3 and dst_s3:
             return self._s3_to_s3(source_url, dest_url, declared, overwrite)
@@ -317,7 +317,7 @@ class S3Storage(Storage):
         if head is None:
             raise StagingError(f"{source_url}: no such object")
         size, adler, sha = self._recorded(head)
-        recorded = {"size": size, "adler32": adler, "sha256": sha}
+        recorded: dict[str, Any] = {"size": size, "adler32": adler, "sha256": sha}
         if dest.exists() and not overwrite:
             return self._already_there(
                 dest.as_uri(),
