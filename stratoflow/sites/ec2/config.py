@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stratoflow.errors import Issue, SiteError
+from stratoflow.sites import fields
 from stratoflow.sites.agent.bootstrap import (
     AGENT_FIELDS,
     DEFAULT_PORT,
@@ -150,11 +151,7 @@ def _check_types(path: str, types: Any) -> list[Issue]:
 
 def validate_entry(path: str, entry: dict[str, Any]) -> list[Issue]:
     """Every fault of an ``ec2`` site entry, each at its field's path."""
-    issues = [
-        Issue(f"{path}.{k}", f"unknown field; expected one of {', '.join(sorted(FIELDS))}")
-        for k in entry
-        if k not in FIELDS
-    ]
+    issues = fields.unknown_fields(path, entry, FIELDS)
     for key in ("conn_id", "image_id"):
         if not isinstance(entry.get(key), str) or not entry[key]:
             issues.append(Issue(f"{path}.{key}", f"required: {FIELDS[key]}"))
@@ -174,14 +171,7 @@ def validate_entry(path: str, entry: dict[str, Any]) -> list[Issue]:
     sgs = entry.get("security_group_ids")
     if sgs is not None and not (isinstance(sgs, list) and all(isinstance(s, str) for s in sgs)):
         issues.append(Issue(f"{path}.security_group_ids", "expected a list of strings"))
-    for key in ("boot_timeout_s", "terminate_timeout_s", "poll_interval_s", "retry_backoff_s"):
-        v = entry.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or v <= 0):
-            issues.append(
-                Issue(f"{path}.{key}", f"expected a positive number of seconds, got {v!r}")
-            )
-    for key in ("retry_attempts", "max_attempts"):
-        v = entry.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            issues.append(Issue(f"{path}.{key}", f"expected an integer >= 1, got {v!r}"))
+    issues += fields.timeouts(path, entry, ("boot_timeout_s", "terminate_timeout_s"))
+    issues += fields.intervals(path, entry, ("poll_interval_s", "retry_backoff_s"))
+    issues += fields.counts(path, entry, ("retry_attempts", "max_attempts"))
     return issues

@@ -10,6 +10,7 @@ from typing import Any
 
 from stratoflow.config import expand, stratoflow_home
 from stratoflow.errors import Issue, SiteError
+from stratoflow.sites import fields
 from stratoflow.sites.files import validate_roots
 
 GIB = 1 << 30
@@ -103,23 +104,19 @@ class KubernetesConfig:
 def validate_site(path: str, entry: dict[str, Any]) -> list[Issue]:
     """Catalogue validator: every fault, each at its ``sites[i].field`` path."""
     issues: list[Issue] = []
-    for key in entry:
-        if key not in FIELDS:
-            known = ", ".join(sorted(FIELDS))
-            issues.append(Issue(f"{path}.{key}", f"unknown field; expected one of {known}"))
+    issues += fields.unknown_fields(path, entry, FIELDS)
     conn_id = entry.get("conn_id")
     if conn_id is None:
         issues.append(Issue(f"{path}.conn_id", "required: " + FIELDS["conn_id"]))
     elif not isinstance(conn_id, str) or not conn_id:
         issues.append(Issue(f"{path}.conn_id", "expected a non-empty connection id"))
-    for key in ("cores", "memory", "retry_attempts"):
+    for key in ("cores", "memory"):
         v = entry.get(key)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
             issues.append(Issue(f"{path}.{key}", f"expected a positive integer, got {v!r}"))
-    for key in ("retry_backoff_s", "request_timeout_s", "teardown_wait_s", "kill_grace_s"):
-        v = entry.get(key)
-        if v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v < 0):
-            issues.append(Issue(f"{path}.{key}", f"expected a number of seconds, got {v!r}"))
+    issues += fields.timeouts(path, entry, ("request_timeout_s", "teardown_wait_s"))
+    issues += fields.intervals(path, entry, ("retry_backoff_s", "kill_grace_s"))
+    issues += fields.counts(path, entry, ("retry_attempts",))
     for key in ("workdir", "image"):
         if key in entry and not isinstance(entry[key], str):
             issues.append(Issue(f"{path}.{key}", "expected a string"))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stratoflow.errors import Issue, SiteError
+from stratoflow.sites import fields
 from stratoflow.sites.agent.bootstrap import AGENT_FIELDS, validate_agent_fields
 from stratoflow.sites.base import HostRequest
 
@@ -89,10 +90,7 @@ class OpenStackConfig:
 def validate(path: str, entry: dict[str, Any]) -> list[Issue]:
     """Catalogue validator: one Issue per faulty field, named ``sites[i].<field>``."""
     issues: list[Issue] = []
-    for key in entry:
-        if key not in FIELDS:
-            known = ", ".join(sorted(FIELDS))
-            issues.append(Issue(f"{path}.{key}", f"unknown field; expected one of {known}"))
+    issues += fields.unknown_fields(path, entry, FIELDS)
     for key in ("conn_id", "image"):
         value = entry.get(key)
         if value is None:
@@ -114,14 +112,13 @@ def validate(path: str, entry: dict[str, Any]) -> list[Issue]:
         or not all(isinstance(k, str) and isinstance(v, str) for k, v in images.items())
     ):
         issues.append(Issue(f"{path}.images", "expected a mapping of distribution -> image"))
-    for key in ("cores", "memory", "retry_attempts"):
+    for key in ("cores", "memory"):
         v = entry.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             issues.append(Issue(f"{path}.{key}", f"expected a positive integer, got {v!r}"))
-    for key in ("boot_timeout_s", "delete_timeout_s", "poll_interval_s", "retry_backoff_s"):
-        v = entry.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or v < 0):
-            issues.append(Issue(f"{path}.{key}", f"expected a number of seconds >= 0, got {v!r}"))
+    issues += fields.timeouts(path, entry, ("boot_timeout_s", "delete_timeout_s"))
+    issues += fields.intervals(path, entry, ("poll_interval_s", "retry_backoff_s"))
+    issues += fields.counts(path, entry, ("retry_attempts",))
     return issues
 
 
