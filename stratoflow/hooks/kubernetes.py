@@ -1,4 +1,5 @@
-"""KubernetesSiteHook: a ``kubernetes.client.ApiClient`` from an Airflow Connection.
+"""KubernetesSiteHook: a ``kubernetes.client.ApiClient`` from an Airflow Connection,
+built through the cncf.kubernetes provider's ``KubernetesHook``.
 
 The Connection holds the secret, so DAG files, run conf and XCom only carry the conn id:
 
@@ -80,21 +81,26 @@ class KubernetesSiteHook(BaseHook):
         return str(self.extra.get("namespace_prefix") or "")
 
     def get_conn(self) -> Any:
-        """The cached ``kubernetes.client.ApiClient``."""
+        """The cached ``kubernetes.client.ApiClient``, built by the cncf.kubernetes
+        provider's ``KubernetesHook`` from a kubeconfig made of this connection."""
         if self._client is None:
+            from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
             from kubernetes import client
 
             url, token, extra = self._load()
             self._url, self._extra = url, extra
-            cfg = client.Configuration(host=url)
-            cfg.api_key = {"BearerToken": token}
-            cfg.api_key_prefix = {"BearerToken": "Bearer"}
-            cfg.verify_ssl = _truthy(extra.get("verify_ssl", True))
-            if extra.get("ssl_ca_cert"):
-                cfg.ssl_ca_cert = str(extra["ssl_ca_cert"])
+            cfg = client.Configuration()
             cfg.retries = False  # see the module docstring: we retry, adopting, ourselves
             cfg.debug = False  # the client's debug log prints request headers
-            self._client = client.ApiClient(cfg)
+            # No conn id of its own: everything it needs is in the kubeconfig, so it never
+            # reads (or falls back to) another connection or ~/.kube/config.
+            hook = KubernetesHook(
+                conn_id=None,
+                kubernetes_conn_id=None,
+                config_dict=_kubeconfig(url, token, extra),
+                client_configuration=cfg,
+            )
+            self._client = hook.get_conn()
             log.info("kubernetes: connection %r -> %s", self.conn_id, url)
         return self._client
 
@@ -113,6 +119,23 @@ class KubernetesSiteHook(BaseHook):
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def _kubeconfig(url: str, token: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """A one-context kubeconfig: the API server, its CA (or no TLS check), the token."""
+    cluster: dict[str, Any] = {"server": url}
+    if not _truthy(extra.get("verify_ssl", True)):
+        cluster["insecure-skip-tls-verify"] = True
+    elif extra.get("ssl_ca_cert"):
+        cluster["certificate-authority"] = str(extra["ssl_ca_cert"])
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "site", "cluster": cluster}],
+        "users": [{"name": "site", "user": {"token": token}}],
+        "contexts": [{"name": "site", "context": {"cluster": "site", "user": "site"}}],
+        "current-context": "site",
+    }
 
 
 def _truthy(value: Any) -> bool:

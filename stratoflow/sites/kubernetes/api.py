@@ -183,17 +183,20 @@ class KubeApi:
 
     def pod_log(self, namespace: str, name: str, tail_lines: int | None = None) -> str:
         """The container's output; empty if it has not started (400) or is gone (404)."""
-        kwargs = {"tail_lines": tail_lines} if tail_lines else {}
+        kwargs: dict[str, Any] = {"tail_lines": tail_lines} if tail_lines else {}
         try:
-            text = self.call(
+            # The raw body, decoded here: some client versions turn the log's bytes into
+            # their repr ("b'...'") when they deserialize it.
+            response = self.call(
                 f"read log of pod {namespace}/{name}",
                 self.core.read_namespaced_pod_log,
                 name,
                 namespace,
+                _preload_content=False,
                 **kwargs,
             )
         except KubeError as e:
             if e.status in (400, 404):
                 return ""
             raise
-        return text if isinstance(text, str) else str(text or "")
+        return bytes(response.data or b"").decode("utf-8", "replace")
