@@ -275,6 +275,42 @@ def test_pod_quota_refuses_job_without_leftovers(site, alloc, kube):
     assert not list((Path(alloc.workdir) / "jobs" / "q" / "0").glob("attempt-*"))
 
 
+def test_the_providers_kubernetes_connection_works_too(tmp_path, kube, store, monkeypatch):
+    """A connection of the cncf.kubernetes provider's type, with a kube_config extra, as
+    Airflow users already write them; namespace_prefix is ours."""
+    from stratoflow.hooks.kubernetes import KubernetesSiteHook
+
+    kube_config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "campus", "cluster": {"server": kube.url}}],
+        "users": [{"name": "sf", "user": {"token": TOKEN}}],
+        "contexts": [{"name": "campus", "context": {"cluster": "campus", "user": "sf"}}],
+        "current-context": "campus",
+    }
+    conn = {
+        "conn_type": "kubernetes",
+        "extra": {"kube_config": kube_config, "namespace_prefix": "pv"},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_K8S_PROVIDER", json.dumps(conn))
+    assert KubernetesSiteHook("k8s_provider").test_connection() == (
+        True,
+        f"connected to Kubernetes v1.37.0-fake at {kube.url}",
+    )
+    site = make_site(tmp_path, "k8s_provider")
+    alloc = site.provision("dep-pv", HOSTS, store)
+    assert alloc.data["namespace"].startswith("pv-")
+    site.teardown("dep-pv", store, alloc)
+    assert store.resources("dep-pv") == []
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_K8S_BROKEN",
+        json.dumps({"conn_type": "kubernetes", "extra": {"kube_config": "{]"}}),
+    )
+    with pytest.raises(SiteError, match="'k8s_broken': cannot build a client"):
+        make_site(tmp_path, "k8s_broken").provision("dep-x", HOSTS, store)
+    assert store.resources("dep-x") == []  # nothing half-created
+
+
 def test_bad_or_missing_token_is_a_clear_error(tmp_path, kube, store, monkeypatch):
     from stratoflow.hooks.kubernetes import KubernetesSiteHook
 

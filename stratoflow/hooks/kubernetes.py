@@ -1,7 +1,10 @@
 """KubernetesSiteHook: a ``kubernetes.client.ApiClient`` from an Airflow Connection,
 built through the cncf.kubernetes provider's ``KubernetesHook``.
 
-The Connection holds the secret, so DAG files, run conf and XCom only carry the conn id:
+The Connection holds the secret, so DAG files, run conf and XCom only carry the conn id.
+Either the provider's own type, ``kubernetes`` (``kube_config``, ``kube_config_path``,
+``in_cluster``, ``cluster_context``; plus our ``namespace_prefix`` in extra), read by
+``KubernetesHook`` as Airflow users already configure it; or type ``kubernetes_site``:
 
 * ``host``: the API server URL (``https://k8s.example.org:6443``; a bare host gets https);
 * ``password``: a bearer token (a ServiceAccount token bound to a role that may manage
@@ -26,6 +29,9 @@ from stratoflow.errors import SiteError
 
 log = logging.getLogger(__name__)
 
+# The cncf.kubernetes provider's connection type; its extras are the provider's own.
+PROVIDER_CONN_TYPE = "kubernetes"
+
 
 class KubernetesSiteHook(BaseHook):
     """Build (and cache) a Kubernetes ApiClient for an Airflow connection id."""
@@ -42,7 +48,9 @@ class KubernetesSiteHook(BaseHook):
         self._extra: dict[str, Any] | None = None
         self._url: str | None = None
 
-    def _load(self) -> tuple[str, str, dict[str, Any]]:
+    def _load(self) -> tuple[str, str | None, dict[str, Any]]:
+        """``(API URL, token, extra)``; ``("", None, extra)`` for a connection of the
+        provider's own type, which ``KubernetesHook`` reads itself."""
         try:
             conn = self.get_connection(self.conn_id)
         except Exception as e:  # AirflowNotFoundException and friends; never echo the conn
@@ -50,6 +58,8 @@ class KubernetesSiteHook(BaseHook):
                 f"kubernetes: Airflow connection {self.conn_id!r} is not defined"
                 f" ({type(e).__name__})"
             ) from None
+        if conn.conn_type == PROVIDER_CONN_TYPE:  # kube_config, in_cluster, a context...
+            return "", None, dict(conn.extra_dejson or {})
         if not conn.host:
             raise SiteError(
                 f"kubernetes: connection {self.conn_id!r} has no host; set it to the API server URL"
@@ -72,9 +82,9 @@ class KubernetesSiteHook(BaseHook):
 
     @property
     def url(self) -> str:
-        if self._url is None:
-            self._url, _, self._extra = self._load()
-        return self._url
+        if not self._url:
+            self.get_conn()  # for the provider's connection only the kubeconfig says where
+        return self._url or ""
 
     @property
     def namespace_prefix(self) -> str:
@@ -88,20 +98,30 @@ class KubernetesSiteHook(BaseHook):
             from kubernetes import client
 
             url, token, extra = self._load()
-            self._url, self._extra = url, extra
+            self._extra = extra
             cfg = client.Configuration()
             cfg.retries = False  # see the module docstring: we retry, adopting, ourselves
             cfg.debug = False  # the client's debug log prints request headers
-            # No conn id of its own: everything it needs is in the kubeconfig, so it never
-            # reads (or falls back to) another connection or ~/.kube/config.
-            hook = KubernetesHook(
-                conn_id=None,
-                kubernetes_conn_id=None,
-                config_dict=_kubeconfig(url, token, extra),
-                client_configuration=cfg,
-            )
-            self._client = hook.get_conn()
-            log.info("kubernetes: connection %r -> %s", self.conn_id, url)
+            if token is None:
+                hook = KubernetesHook(conn_id=self.conn_id, client_configuration=cfg)
+            else:
+                # No conn id of its own: everything it needs is in the kubeconfig, so it
+                # never reads (or falls back to) another connection or ~/.kube/config.
+                hook = KubernetesHook(
+                    conn_id=None,
+                    kubernetes_conn_id=None,
+                    config_dict=_kubeconfig(url, token, extra),
+                    client_configuration=cfg,
+                )
+            try:
+                self._client = hook.get_conn()
+            except Exception as e:  # a bad kube_config, no in-cluster service account...
+                raise SiteError(
+                    f"kubernetes: connection {self.conn_id!r}: cannot build a client"
+                    f" ({type(e).__name__}: {e})"
+                ) from None
+            self._url = url or str(self._client.configuration.host)
+            log.info("kubernetes: connection %r -> %s", self.conn_id, self._url)
         return self._client
 
     def test_connection(self) -> tuple[bool, str]:

@@ -73,7 +73,7 @@ class StratoflowOperator(BaseOperator):
                 self.task_id,
                 "failed" if final else "retry",
                 message=message,
-                map_index=getattr(ti, "map_index", -1),
+                map_index=ti.map_index,
                 try_number=ti.try_number,
             )
         except Exception:  # the original error matters more than the bookkeeping

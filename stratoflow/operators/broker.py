@@ -20,7 +20,7 @@ class BrokerOperator(StratoflowOperator):
         dag_id, run_id = context["dag"].dag_id, context["run_id"]
         conf = dict(context["params"])
         dag_run = context.get("dag_run")
-        owner = getattr(dag_run, "triggering_user_name", None) or "anonymous"
+        owner = (dag_run.triggering_user_name if dag_run else None) or "anonymous"
         deployment = self.store.get_or_create_deployment(
             dag_id, run_id, self.plan["hash"], conf, owner=owner
         )

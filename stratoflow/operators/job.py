@@ -39,7 +39,7 @@ class JobOperator(StratoflowOperator):
         return Allocation.from_dict(context["ti"].xcom_pull(task_ids=PROVISION))
 
     def _index(self, context: Any) -> int:
-        index = getattr(context["ti"], "map_index", -1)
+        index = context["ti"].map_index
         return -1 if index is None else index
 
     def run(self, context: Any) -> dict:

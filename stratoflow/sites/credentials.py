@@ -3,7 +3,7 @@
 A site names a connection id in the catalogue; turning that id into a client (reading
 the secret, logging in) is the deployment's business, not the site's. Sites call
 :func:`credentials`; whoever runs them installs a provider once: Airflow's hooks
-(:mod:`stratoflow.hooks.credentials`) in tasks, the triggerer and the CLI, or anything
+(``hooks/credentials.py``) in tasks, the triggerer and the CLI, or anything
 that satisfies :class:`Credentials` elsewhere.
 """
 
@@ -56,7 +56,7 @@ def credentials() -> Credentials:
     if _installed is None:
         raise SiteError(
             "no credentials provider is installed: call"
-            " stratoflow.hooks.credentials.use_airflow_connections() (tasks, the triggerer and"
+            " use_airflow_connections() from hooks/credentials.py (tasks, the triggerer and"
             " the CLI do) or stratoflow.sites.credentials.install(...)"
         )
     return _installed

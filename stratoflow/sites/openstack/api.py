@@ -1,7 +1,7 @@
 """Calling the OpenStack APIs safely: classify errors, retry what is safe to retry.
 
-keystoneauth's own retries are off (see ``stratoflow.hooks.openstack``), so every retry is
-decided here. Reads are simply repeated. Creates are never repeated blindly: the caller
+keystoneauth's own retries are off (see ``hooks/openstack.py``), so every retry is decided
+here. Reads are simply repeated. Creates are never repeated blindly: the caller
 first looks the resource up by its idempotency key, because a lost reply may hide a create
 that did happen (``create_or_adopt``).
 """
