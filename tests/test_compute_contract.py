@@ -204,3 +204,10 @@ def test_a_failing_job_reports_its_exit_code_and_log(backend: Backend, ledger: S
     finally:
         compute.teardown(dep, ledger, alloc)
     assert ledger.resources(dep) == []
+
+
+def test_every_kind_that_runs_jobs_is_in_this_suite():
+    from stratoflow.sites.catalogue import kinds
+
+    running = {name for name, kind in kinds().items() if kind.runs_jobs}
+    assert running == {f.__name__ for f in (local, kubernetes, openstack, ec2)}

@@ -141,3 +141,21 @@ def test_other_content_is_refused_unless_overwrite(backend: Backend, tmp_path: P
 def test_a_missing_source_is_a_staging_error(backend: Backend, tmp_path: Path):
     with pytest.raises(StagingError):
         backend.storage.copy(backend.url("no/such/file"), (tmp_path / "x").as_uri())
+
+
+# Storage classes checked elsewhere, and why: the agent's sfagent:// storage needs a
+# provisioned VM (tests/test_openstack_site.py, tests/test_compute_contract.py run it);
+# FTS3 copies between grid endpoints, never from file:// (tests/test_fts3.py).
+ELSEWHERE = {"stratoflow.sites.agent.jobs:AgentStorage", "stratoflow.sites.fts3:FTS3Transfer"}
+IN_THIS_SUITE = {
+    "stratoflow.sites.local:LocalStorage",
+    "stratoflow.sites.s3:S3Storage",
+    "stratoflow.sites.onedata:OnedataStorage",
+}
+
+
+def test_every_registered_storage_is_in_this_suite_or_named_above():
+    from stratoflow.sites.catalogue import kinds
+
+    targets = {t for kind in kinds().values() for t in kind.storage.values()}
+    assert targets == IN_THIS_SUITE | ELSEWHERE
