@@ -42,6 +42,7 @@ def parse_catalogue(doc: Any, source: str = "sites.yaml") -> dict[str, SiteConfi
     issues: list[Issue] = []
     sites: dict[str, SiteConfig] = {}
     seen: set[str] = set()
+    registered = kinds()
     for i, entry in enumerate(doc["sites"]):
         path = f"sites[{i}]"
         if not isinstance(entry, dict):
@@ -59,7 +60,6 @@ def parse_catalogue(doc: Any, source: str = "sites.yaml") -> dict[str, SiteConfi
             issues.append(Issue(f"{path}.name", f"duplicate site name {name!r}"))
         if isinstance(name, str):
             seen.add(name)
-        registered = kinds()
         if kind not in registered:
             issues.append(
                 Issue(

@@ -52,11 +52,7 @@ _KINDS: dict[str, SiteKind] = {}
 
 def register_kind(kind: SiteKind) -> None:
     """Declare (or redeclare) a kind; its waits become known to the triggerer too."""
-    from stratoflow.sites.waits import register_waiter
-
     _KINDS[kind.name] = kind
-    for name, target in kind.waiters.items():
-        register_waiter(name, target)
 
 
 def kinds() -> Mapping[str, SiteKind]:

@@ -6,22 +6,19 @@ A site that must wait (servers booting, bulk transfer jobs, QoS replicas) return
 fails for good, or the absolute deadline passes. So a new kind writes a small plain-Python
 poll, never an Airflow trigger, and the same poll serves a synchronous wait as well.
 
-Waiters are registered by name (``"<kind>.<what>"``) with a ``module:Class`` target that is
-imported on first use, like the site kinds themselves: naming a waiter costs no client
-library import.
+Each kind declares its waiters by name (``"<kind>.<what>"``, in ``SiteKind.waiters``) with
+a ``module:Class`` target that is imported on first use, like the kinds' own classes:
+naming a waiter costs no client library import.
 """
 
 from __future__ import annotations
 
-import importlib
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
 from stratoflow.errors import SiteError
-
-_WAITERS: dict[str, str] = {}
 
 
 class Waiter(ABC):
@@ -67,20 +64,15 @@ class WaitSpec:
             object.__setattr__(self, "deadline", time.time() + self.timeout_s)
 
 
-def register_waiter(name: str, target: str) -> None:
-    """``target`` is ``"package.module:Class"``, imported when a wait of ``name`` starts."""
-    _WAITERS[name] = target
-
-
 def make_waiter(name: str, kwargs: dict[str, Any]) -> Waiter:
-    import stratoflow.sites.catalogue  # noqa: F401  (registers the built-in kinds' waiters)
+    """The waiter a kind declared under ``name`` (``SiteKind.waiters``), built from kwargs."""
+    from stratoflow.sites.catalogue import kinds  # importing it registers the built-in kinds
+    from stratoflow.sites.kinds import load
 
-    target = _WAITERS.get(name)
-    if target is None:
-        raise SiteError(f"no waiter named {name!r} (known: {', '.join(sorted(_WAITERS))})")
-    module, _, attr = target.partition(":")
-    cls = getattr(importlib.import_module(module), attr)
-    return cls(**kwargs)
+    waiters = {w: target for kind in kinds().values() for w, target in kind.waiters.items()}
+    if name not in waiters:
+        raise SiteError(f"no waiter named {name!r} (known: {', '.join(sorted(waiters))})")
+    return load(waiters[name])(**kwargs)
 
 
 class WaitLoop:

@@ -3,7 +3,6 @@ upgrade; new waits use :class:`stratoflow.triggers.wait.SiteWaitTrigger`."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from stratoflow.triggers.wait import SiteWaitTrigger
@@ -25,7 +24,7 @@ class ServerActiveTrigger(SiteWaitTrigger):
             "openstack.servers_active",
             {"conn_id": conn_id, "server_ids": list(server_ids)},
             poll_interval_s=poll_interval,
-            timeout_s=timeout,
-            deadline=deadline if deadline is not None else time.time() + float(timeout),
+            timeout_s=float(timeout),  # WaitSpec turns it into a deadline when none is given
+            deadline=deadline,
             echo=echo,
         )

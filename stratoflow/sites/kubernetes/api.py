@@ -66,8 +66,12 @@ class KubeApi:
             return isinstance(e, urllib3.exceptions.HTTPError)  # refused, reset, lost reply
 
         def note(e: Exception, attempt: int) -> None:
-            cause = f"{_status_of(e)[0]} {_status_of(e)[1]}" if isinstance(e, ApiException) else ""
-            log.info("kubernetes %s: %s: %s; retrying", self.site, what, cause or type(e).__name__)
+            if isinstance(e, ApiException):
+                code, reason, _ = _status_of(e)
+                cause = f"{code} {reason}"
+            else:
+                cause = type(e).__name__
+            log.info("kubernetes %s: %s: %s; retrying", self.site, what, cause)
 
         try:
             return retrying(

@@ -307,6 +307,9 @@ class OpenStackCompute(AgentJobs, TeardownMixin, Compute):
         }
 
     def boot_wait(self, alloc: Allocation) -> WaitSpec | None:
+        return self._servers_active(alloc)
+
+    def _servers_active(self, alloc: Allocation) -> WaitSpec:
         return WaitSpec(
             "openstack.servers_active",
             {"conn_id": self.cfg.conn_id, "server_ids": [h["server_id"] for h in alloc.hosts]},
@@ -317,8 +320,7 @@ class OpenStackCompute(AgentJobs, TeardownMixin, Compute):
     def wait_active(self, alloc: Allocation) -> None:
         """Block until every server is ACTIVE (the triggerer's check, in this thread);
         ERROR or timeout raises."""
-        spec = self.boot_wait(alloc)
-        assert spec is not None
+        spec = self._servers_active(alloc)
         ids = spec.kwargs["server_ids"]
         event = wait_until_done(spec, ServersActive(self.cfg.conn_id, ids, self.conn))
         names = {h["server_id"]: h["name"] for h in alloc.hosts}
