@@ -74,9 +74,8 @@ class AirflowClient:
             refuse=lambda r, detail: AirflowAPIError(
                 f"{what}: HTTP {r.status_code}: {detail}", r.status_code
             ),
-            give_up=lambda last: AirflowAPIError(
-                f"{what}: no answer after {self._attempts} attempts: {last}",
-                int(last[:3]) if last[:3].isdigit() else 0,
+            give_up=lambda last, status: AirflowAPIError(
+                f"{what}: no answer after {self._attempts} attempts: {last}", status
             ),
         )
 

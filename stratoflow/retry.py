@@ -2,10 +2,10 @@
 
 Every site kind retries a transiently failed call (5xx, throttling, a lost reply) the
 same way: up to ``retry_attempts`` tries, pausing ``retry_backoff_s`` and then twice as
-long each time, never more than :data:`MAX_BACKOFF_S`. :func:`retrying` is the loop for
-client libraries that raise; :func:`call_with_retries` the one for ``httpx`` responses
-(Airflow's API, the VM agent, OneData), where an expected status is returned and any
-other 4xx is handed to ``refuse``.
+long each time, never more than :data:`MAX_BACKOFF_S`. :func:`retrying` is the one loop;
+:func:`call_with_retries` puts ``httpx`` responses (Airflow's API, the VM agent, OneData)
+through it: an expected status is returned, another 4xx is handed to ``refuse``, a 5xx or
+a transport error is retried.
 """
 
 from __future__ import annotations
@@ -79,20 +79,34 @@ def call_with_retries(
     backoff_s: float,
     detail: Callable[[httpx.Response], str],
     refuse: Callable[[httpx.Response, str], Exception],
-    give_up: Callable[[str], Exception],
+    give_up: Callable[[str, int], Exception],
 ) -> httpx.Response:
-    last = ""
-    for attempt in range(max(1, attempts)):
-        if attempt:
-            time.sleep(backoff(attempt, backoff_s))
-        try:
-            r = fn()
-        except httpx.HTTPError as e:
-            last = f"{type(e).__name__}: {e}"
-            continue
+    """``give_up(last, status)`` gets the last failure and its HTTP status (0: no answer)."""
+
+    def send() -> httpx.Response:
+        r = fn()
         if r.status_code in ok:
             return r
         if r.status_code < 500:
             raise refuse(r, detail(r))
-        last = f"{r.status_code} {detail(r)}"
-    raise give_up(last)
+        raise _ServerError(r.status_code, f"{r.status_code} {detail(r)}")
+
+    try:
+        return retrying(
+            send,
+            attempts=attempts,
+            backoff_s=backoff_s,
+            transient=lambda e: isinstance(e, _ServerError | httpx.HTTPError),
+        )
+    except _ServerError as e:
+        raise give_up(str(e), e.status) from None
+    except httpx.HTTPError as e:
+        raise give_up(f"{type(e).__name__}: {e}", 0) from None
+
+
+class _ServerError(Exception):
+    """A 5xx answer, inside :func:`call_with_retries` only."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status

@@ -89,7 +89,7 @@ class AgentClient:
             backoff_s=self.backoff_s,
             detail=_error,
             refuse=refuse,
-            give_up=lambda last: SiteError(
+            give_up=lambda last, _status: SiteError(
                 f"agent {host}: {what} failed {self.attempts} times: {last}"
             ),
         )

@@ -60,7 +60,7 @@ class OnedataClient:
             refuse=lambda r, message: OnedataError(
                 f"onedata {what}: {r.status_code} {message}", r.status_code, _error(r)[1]
             ),
-            give_up=lambda last: OnedataError(
+            give_up=lambda last, _status: OnedataError(
                 f"onedata {what}: failed {self.attempts} times: {last}"
             ),
         )
