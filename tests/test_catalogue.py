@@ -159,37 +159,3 @@ def test_old_retry_keys_name_their_new_name(tmp_path):
         "sites[0].api_retries: renamed to retry_attempts (same meaning)",
         "sites[1].api_backoff_s: renamed to retry_backoff_s (same meaning)",
     ]
-
-
-def test_durations_follow_one_rule_in_every_kind(tmp_path):
-    base = {
-        "openstack": {"conn_id": "c", "image": "i"},
-        "kubernetes": {"conn_id": "c"},
-        "ec2": {
-            "conn_id": "c",
-            "image_id": "ami-1",
-            "instance_types": [{"name": "t3.small", "cpus": 2, "mem": 2 << 30}],
-        },
-    }
-    timeout = {
-        "openstack": "boot_timeout_s",
-        "kubernetes": "request_timeout_s",
-        "ec2": "boot_timeout_s",
-    }
-    sites = [
-        {"name": f"{kind}-{i}", "kind": kind, **fields, **change}
-        for kind, fields in base.items()
-        for i, change in enumerate(
-            [{timeout[kind]: 0}, {"retry_backoff_s": 0, "retry_attempts": 0}]
-        )
-    ]
-    with pytest.raises(TemplateError) as e:
-        load_catalogue(write(tmp_path, {"sites": sites}))
-    assert str(e.value).splitlines() == [
-        line
-        for i in range(0, 6, 2)
-        for line in (
-            f"sites[{i}].{timeout[list(base)[i // 2]]}: expected a number of seconds > 0, got 0",
-            f"sites[{i + 1}].retry_attempts: expected an integer >= 1, got 0",
-        )
-    ]

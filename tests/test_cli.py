@@ -165,7 +165,7 @@ def test_sites_lists_the_catalogue_and_names_each_fault(home, tmp_path):
     lines = done.stderr.strip().splitlines()
     assert lines == [
         "sites[0].conn_id: required: Airflow connection id: host = API URL, password ="
-        " bearer token (required)",
+        " bearer token",
         "sites[0].memory: expected a positive integer, got '8 GiB'",
         "sites[1].name: expected a lowercase DNS-style name (a-z, 0-9, '-', '_'), got 'Bad!'",
         "sites[1].kind: unknown site kind 'moon'; expected one of ec2, fts3, kubernetes,"

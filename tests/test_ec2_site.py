@@ -248,7 +248,12 @@ def test_register_and_validate(monkeypatch):
     entry = {"name": "aws", "kind": "ec2", "conn_id": "aws", "image_id": "ami-1"}
     sites = catalogue.parse_catalogue({"sites": [{**entry, "instance_types": TYPES}]})
     assert isinstance(catalogue.compute_for(sites["aws"]), EC2Compute)
-    bad = {**entry, "image_id": None, "spot": "yes", "instance_types": [{"name": "x", "cpus": 0}]}
+    bad = {
+        **entry,
+        "image_id": None,
+        "spot": "yes",
+        "instance_types": [{"name": "x", "cpus": 0}, {"name": "y", "cpus": 1, "mem": "lots"}],
+    }
     with pytest.raises(TemplateError) as err:
         catalogue.parse_catalogue({"sites": [{**bad, "flavour": 1}]})
     text = str(err.value)
@@ -256,7 +261,8 @@ def test_register_and_validate(monkeypatch):
         "sites[0].image_id: required",
         "sites[0].spot: expected true or false",
         "sites[0].instance_types[0].cpus: expected a positive integer",
-        "sites[0].instance_types[0].mem: expected bytes",
+        "sites[0].instance_types[0].mem: required: its memory, in bytes or a size",
+        "sites[0].instance_types[1].mem: expected bytes or a size like '4 GiB', got 'lots'",
         "sites[0].flavour: unknown field",
     ):
         assert fragment in text

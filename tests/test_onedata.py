@@ -168,6 +168,6 @@ def test_register_and_validate(monkeypatch, tmp_path):
 
     with pytest.raises(TemplateError) as err:
         catalogue.parse_catalogue({"sites": [{"name": "od", "kind": "onedata", "spaces": 1}]})
-    assert [i.path for i in err.value.issues] == ["sites[0].spaces", "sites[0].conn_id"]
+    assert {i.path for i in err.value.issues} == {"sites[0].spaces", "sites[0].conn_id"}
     with pytest.raises(SiteError, match="OneData space provider"):
         catalogue.compute_for(sites["od"])

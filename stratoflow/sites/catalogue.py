@@ -71,7 +71,7 @@ def parse_catalogue(doc: Any, source: str = "sites.yaml") -> dict[str, SiteConfi
         site_kind = registered[str(kind)]
         entry, secret_issues = _without_refused(path, site_kind, entry)
         issues += secret_issues
-        issues += site_kind.validate(path, entry) if site_kind.validate else []
+        issues += site_kind.schema.issues(path, entry) if site_kind.schema else []
         if not issues and isinstance(name, str):
             config = {k: v for k, v in entry.items() if k not in ("name", "kind")}
             sites[name] = SiteConfig(name, site_kind.name, config)

@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from stratoflow.errors import Issue, SiteError, StagingRefused
+from pydantic import ConfigDict, Field, model_validator
+
+from stratoflow.config import stratoflow_home
+from stratoflow.errors import SiteError, StagingRefused
+from stratoflow.sites.fields import LocalDir, Roots, home_only
+from stratoflow.sites.schema import SiteSchema
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
@@ -26,23 +31,34 @@ def is_within(path: Path, roots: tuple[Path, ...] | list[Path]) -> bool:
     return any(path == r or path.is_relative_to(r) for r in roots)
 
 
-def validate_roots(path: str, entry: dict[str, Any]) -> list[Issue]:
-    """``allowed_roots``/``writable_roots`` of any site kind that stages through the
-    workers' filesystem: lists of absolute paths (``{include}``, ``{home}`` and ``~``
-    allowed), each fault at ``sites[i].<key>[j]``."""
-    issues: list[Issue] = []
-    for key in ("allowed_roots", "writable_roots"):
-        roots = entry.get(key)
-        if roots is None:
-            continue
-        if not isinstance(roots, list) or not all(isinstance(r, str) for r in roots):
-            issues.append(Issue(f"{path}.{key}", "expected a list of directory paths"))
-            continue
-        for i, root in enumerate(roots):
-            expanded = root.replace("{include}", "/").replace("{home}", "/")
-            if not os.path.isabs(os.path.expanduser(expanded)):
-                issues.append(Issue(f"{path}.{key}[{i}]", f"{root!r} is not an absolute path"))
-    return issues
+class StagingRoots(SiteSchema):
+    """Where staging through the workers' filesystem may read and write, besides the
+    site's own workdir: the roots of every kind that stages through local disk."""
+
+    allowed_roots: Roots = Field((), description="directories stage-in may read from")
+    writable_roots: Roots = Field(
+        default_factory=home_only,
+        description="directories stage-out may write to (default: the Stratoflow home)",
+    )
+
+
+def default_workdir(data: Any) -> Any:
+    """A site's sandbox defaults to ``<home>/sites/<name>``, so it depends on the name."""
+    if isinstance(data, dict) and data.get("workdir") is None:
+        return {**data, "workdir": str(stratoflow_home() / "sites" / str(data.get("name")))}
+    return data
+
+
+class StagingArea(StagingRoots):
+    """Where a site's files sit on the workers' disk, read from any kind's entry that the
+    kind's own schema has already checked (local, kubernetes, a VM site's worker-side
+    copies): only the staging fields count here, so the rest of the entry is ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    workdir: LocalDir = Field(description="the site's directory on the workers")
+
+    _workdir_default = model_validator(mode="before")(default_workdir)
 
 
 def url_to_path(url: str) -> Path:

@@ -1,8 +1,9 @@
 """The registry of site kinds: everything Stratoflow knows about a kind, declared once.
 
 A kind's package calls :func:`register_kind` with a :class:`SiteKind`: its catalogue
-validator, the ``module:Class`` of its Compute (None for a kind that only stores or moves
-data), its Storage per URL scheme, its waits, and the entry fields that would be secrets.
+schema (which is also its backend's config), the ``module:Class`` of its Compute (None for
+a kind that only stores or moves data), its Storage per URL scheme, its waits, and the
+entry fields that would be secrets.
 Targets are import strings, so registering costs no client-library import; the class is
 loaded when a site of that kind is first used.
 """
@@ -10,14 +11,12 @@ loaded when a site of that kind is first used.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from stratoflow.errors import Issue
-
-Validator = Callable[[str, dict[str, Any]], list[Issue]]
+from stratoflow.sites.schema import SiteSchema
 
 # Secrets belong in the Airflow Connection a site names (conn_id), never in sites.yaml:
 # the catalogue is a plain file in the repository and in every worker's image.
@@ -29,7 +28,8 @@ class SiteKind:
     name: str
     #: For users' messages: what a site of this kind is ("an S3-compatible object store").
     description: str
-    validate: Validator | None = None
+    #: The entry's fields, rules and defaults; None: the kind takes no fields.
+    schema: type[SiteSchema] | None = None
     #: ``module:Class`` of its Compute; None: it runs no jobs (a storage or transfer service).
     compute: str | None = None
     #: URL scheme -> ``module:Class`` of the Storage that serves it at sites of this kind.

@@ -5,36 +5,31 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Annotated
 
-from stratoflow.errors import Issue
-from stratoflow.sites.files import validate_roots
+from pydantic import Field, Strict
 
-AGENT_FIELDS = {
-    "workdir": "directory on the VMs holding the deployments' data (default /srv/stratoflow)",
-    "agent_port": "TCP port of the Stratoflow agent on the VMs (default 8765)",
-    "allowed_roots": "directories on the Airflow workers stage-in may read from",
-    "writable_roots": "directories on the Airflow workers stage-out may write to",
-}
+from stratoflow.sites.fields import Port, expect
+from stratoflow.sites.files import StagingRoots
+
 DEFAULT_WORKDIR, DEFAULT_PORT = "/srv/stratoflow", 8765
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
-_SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./-]*$")
+# The workdir goes into cloud-init's YAML and shell lines.
+VmDir = Annotated[
+    str,
+    Strict(),
+    Field(pattern=r"^/[A-Za-z0-9_./-]*$"),
+    expect("an absolute path of [A-Za-z0-9_./-]"),
+]
 
 
-def validate_agent_fields(path: str, entry: dict[str, Any]) -> list[Issue]:
-    issues: list[Issue] = []
-    workdir = entry.get("workdir", DEFAULT_WORKDIR)
-    if not isinstance(workdir, str) or not _SAFE_PATH.match(workdir):  # goes into cloud-init
-        issues.append(
-            Issue(
-                f"{path}.workdir", f"expected an absolute path of [A-Za-z0-9_./-], got {workdir!r}"
-            )
-        )
-    port = entry.get("agent_port", DEFAULT_PORT)
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        issues.append(Issue(f"{path}.agent_port", f"expected a TCP port number, got {port!r}"))
-    issues += validate_roots(path, entry)
-    return issues
+class AgentFields(StagingRoots):
+    """The fields of every kind whose hosts run the Stratoflow agent (VM sites)."""
+
+    workdir: VmDir = Field(
+        DEFAULT_WORKDIR, description="directory on the VMs holding the deployments' data"
+    )
+    agent_port: Port = Field(DEFAULT_PORT, description="TCP port of the agent on the VMs")
 
 
 def user_data(deployment_id: str, key: str, node: str, workdir: str, agent: dict) -> str:

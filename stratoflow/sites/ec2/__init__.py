@@ -12,14 +12,14 @@ __all__ = ["EC2Compute", "register"]
 
 def register() -> None:
     """Declare the kind ``ec2``: instances that run jobs through the Stratoflow agent."""
-    from stratoflow.sites.ec2.config import validate_entry
+    from stratoflow.sites.ec2.config import EC2Config
     from stratoflow.sites.kinds import SiteKind, register_kind
 
     register_kind(
         SiteKind(
             "ec2",
             "Amazon EC2 (or an EC2-compatible API)",
-            validate_entry,
+            EC2Config,
             compute="stratoflow.sites.ec2:EC2Compute",
             # Deployment sandboxes live on the VMs, behind the agent.
             storage={"sfagent": "stratoflow.sites.agent.jobs:AgentStorage"},

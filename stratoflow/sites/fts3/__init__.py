@@ -15,14 +15,14 @@ __all__ = ["FTS3Transfer", "SCHEMES", "register"]
 
 def register() -> None:
     """Declare the kind ``fts3``: it moves davs/root/gsiftp/srm/https URLs, runs no jobs."""
-    from stratoflow.sites.fts3.jobs import validate_config
+    from stratoflow.sites.fts3.jobs import FTS3Config
     from stratoflow.sites.kinds import SiteKind, register_kind
 
     register_kind(
         SiteKind(
             "fts3",
             "an FTS3 transfer service",
-            validate_config,
+            FTS3Config,
             storage={scheme: "stratoflow.sites.fts3:FTS3Transfer" for scheme in SCHEMES},
             waiters={"fts3.jobs_done": "stratoflow.sites.fts3.waits:JobsDone"},
             secret_fields=("proxy", "ucert", "ukey"),

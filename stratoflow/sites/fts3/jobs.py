@@ -10,11 +10,15 @@ import json
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
-from stratoflow.errors import Issue, StagingRefused, TemplateError
+from pydantic import Field, Strict
+
+from stratoflow.errors import StagingRefused
 from stratoflow.sites.checksums import normalise
+from stratoflow.sites.fields import Flag, Interval, NonEmptyText, Timeout, expect
+from stratoflow.sites.schema import SiteSchema
 
 SCHEMES = ("davs", "root", "gsiftp", "srm", "https")
 JOB_ACTIVE = frozenset({"STAGING", "SUBMITTED", "READY", "ACTIVE", "DELETE", "ARCHIVING"})
@@ -26,99 +30,46 @@ MAX_FILES_PER_JOB = 1000  # FTS's config suggests bulks of 100-1000
 MAX_IDS_PER_REQUEST = 200  # keeps GET /jobs/{ids} URLs under ~8 KiB
 
 
-@dataclass(frozen=True)
-class FTS3Config:
-    name: str
-    conn_id: str = ""  # required: the Airflow Connection holding endpoint and credential
-    endpoint: str | None = None  # informational / cross-check; the Connection's host is used
-    max_files_per_job: int = 200
-    poll_ids_per_request: int = 100
-    verify_checksum: str = "both"
-    overwrite: bool = False
-    bring_online: int = -1
-    retry: int = 0
-    priority: int | None = None
-    poll_interval_s: float = 10.0
-    copy_timeout_s: float = 24 * 3600.0
-    retry_attempts: int = 5
-    retry_backoff_s: float = 1.0
+# "source" and "none" never compare the destination's checksum, so FTS would report a
+# corrupted copy as FINISHED: Stratoflow never reports an unverified copy.
+ChecksumMode = Annotated[
+    Literal["both", "target"], expect("'both' or 'target': only these verify the copy")
+]
+Url = Annotated[str, Strict(), Field(pattern="://"), expect("a URL like https://fts.example:8446")]
+
+
+class FTS3Config(SiteSchema):
+    conn_id: NonEmptyText = Field(description="the Airflow Connection of the endpoint")
+    endpoint: Url | None = Field(
+        None, description="informational cross-check; the Connection's host is used"
+    )
+    max_files_per_job: Annotated[
+        int, Strict(), Field(ge=1, le=MAX_FILES_PER_JOB), expect(f"1..{MAX_FILES_PER_JOB}")
+    ] = Field(200, description="files per FTS job")
+    poll_ids_per_request: Annotated[
+        int, Strict(), Field(ge=1, le=MAX_IDS_PER_REQUEST), expect(f"1..{MAX_IDS_PER_REQUEST}")
+    ] = Field(100, description="job ids per bulk status query")
+    verify_checksum: ChecksumMode = Field("both", description="how FTS verifies each copy")
+    overwrite: Flag = Field(False, description="let FTS overwrite existing destinations")
+    bring_online: Annotated[int, Strict(), expect("an integer (seconds; -1: no tape recall)")] = (
+        Field(-1, description="seconds FTS may wait for a tape recall; -1: none")
+    )
+    retry: Annotated[int, Strict(), Field(ge=0), expect("an integer >= 0")] = Field(
+        0, description="FTS's own retries of a failed file"
+    )
+    priority: Annotated[int, Strict(), Field(ge=1, le=5), expect("1..5")] | None = Field(
+        None, description="FTS job priority"
+    )
+    poll_interval_s: Interval = Field(10.0, description="seconds between status polls")
+    copy_timeout_s: Timeout = Field(24 * 3600.0, description="how long a transfer may take")
+    retry_attempts: Annotated[int, Strict(), Field(ge=1, le=20), expect("1..20")] = Field(
+        5, description="attempts per API call on 5xx or lost replies"
+    )
+    retry_backoff_s: Interval = Field(1.0, description="first back-off, doubled each time")
 
     @classmethod
     def from_dict(cls, name: str, config: dict[str, Any] | None) -> FTS3Config:
-        issues = validate_config(f"sites.{name}", dict(config or {}))
-        if issues:
-            raise TemplateError(issues)
-        return cls(name=name, **{k: v for k, v in (config or {}).items() if k in _FIELDS})
-
-
-_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "conn_id": str,
-    "endpoint": str,
-    "max_files_per_job": int,
-    "poll_ids_per_request": int,
-    "verify_checksum": str,
-    "overwrite": bool,
-    "bring_online": int,
-    "retry": int,
-    "priority": int,
-    "poll_interval_s": (int, float),
-    "copy_timeout_s": (int, float),
-    "retry_attempts": int,
-    "retry_backoff_s": (int, float),
-}
-_RANGES = {
-    "max_files_per_job": (1, MAX_FILES_PER_JOB),
-    "poll_ids_per_request": (1, MAX_IDS_PER_REQUEST),
-    "priority": (1, 5),
-    "retry_attempts": (1, 20),
-}
-
-
-def _number(value: Any) -> float:
-    return float(value)  # only called once isinstance has checked it is an int or float
-
-
-def validate_config(path: str, entry: dict[str, Any]) -> list[Issue]:
-    """Issues in an ``fts3`` site entry (or backend config); usable as a catalogue validator."""
-    issues: list[Issue] = []
-    for key, value in entry.items():
-        if key in ("name", "kind"):
-            continue
-        want = _FIELDS.get(key)
-        if want is None:
-            issues.append(
-                Issue(
-                    f"{path}.{key}", f"unknown field; expected one of {', '.join(sorted(_FIELDS))}"
-                )
-            )
-        elif isinstance(value, bool) and want is not bool or not isinstance(value, want):
-            issues.append(Issue(f"{path}.{key}", f"expected {_type_name(want)}, got {value!r}"))
-        elif key in _RANGES and not _RANGES[key][0] <= _number(value) <= _RANGES[key][1]:
-            lo, hi = _RANGES[key]
-            issues.append(Issue(f"{path}.{key}", f"expected {lo}..{hi}, got {value}"))
-    if not entry.get("conn_id"):
-        issues.append(Issue(f"{path}.conn_id", "required: the Airflow Connection of the endpoint"))
-    mode = entry.get("verify_checksum", "both")
-    if mode not in ("both", "target"):
-        # "source" and "none" never compare the destination's checksum, so FTS would report
-        # a corrupted copy as FINISHED: Stratoflow never reports an unverified copy.
-        issues.append(
-            Issue(
-                f"{path}.verify_checksum",
-                f"expected 'both' or 'target', got {mode!r}: only these verify the copy",
-            )
-        )
-    if isinstance(entry.get("endpoint"), str) and "://" not in entry["endpoint"]:
-        issues.append(Issue(f"{path}.endpoint", "expected a URL like https://fts.example:8446"))
-    return issues
-
-
-def _type_name(t: Any) -> str:
-    return (
-        "a number"
-        if isinstance(t, tuple)
-        else {str: "a string", int: "an integer", bool: "true or false"}[t]
-    )
+        return cls.parse(name, config)
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from stratoflow.sites.kubernetes.config import validate_site
+from stratoflow.sites.kubernetes.config import KubernetesConfig
 
 if TYPE_CHECKING:
     from stratoflow.sites.kubernetes.compute import KubernetesCompute
 
-__all__ = ["KubernetesCompute", "register", "validate_site"]
+__all__ = ["KubernetesCompute", "KubernetesConfig", "register"]
 
 
 def register() -> None:
@@ -28,7 +28,7 @@ def register() -> None:
         SiteKind(
             "kubernetes",
             "a Kubernetes cluster (a namespace per deployment)",
-            validate_site,
+            KubernetesConfig,
             compute="stratoflow.sites.kubernetes:KubernetesCompute",
             storage={"file": local, "": local},
             secret_fields=("bearer_token", "client_key"),

@@ -2,7 +2,7 @@
 
 from stratoflow.config import stratoflow_home
 from stratoflow.sites.local.compute import LocalCompute
-from stratoflow.sites.local.config import LocalConfig, validate_entry
+from stratoflow.sites.local.config import LocalConfig
 from stratoflow.sites.local.storage import LocalStorage
 
 __all__ = ["LocalCompute", "LocalConfig", "LocalStorage", "register", "stratoflow_home"]
@@ -17,7 +17,7 @@ def register() -> None:
         SiteKind(
             "local",
             "this machine (processes in a sandbox directory)",
-            validate_entry,
+            LocalConfig,
             compute="stratoflow.sites.local:LocalCompute",
             storage={"file": storage, "": storage},
         )

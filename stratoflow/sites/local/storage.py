@@ -10,8 +10,7 @@ from typing import Any
 from stratoflow.errors import ChecksumMismatch, StagingError, StagingRefused
 from stratoflow.sites.base import StagedFile, Storage
 from stratoflow.sites.checksums import BLOCK, Summer, compare, file_checksums
-from stratoflow.sites.files import fsync_dir, is_within, url_to_path
-from stratoflow.sites.local.config import LocalConfig
+from stratoflow.sites.files import StagingArea, fsync_dir, is_within, url_to_path
 
 
 class LocalStorage(Storage):
@@ -20,7 +19,7 @@ class LocalStorage(Storage):
     def __init__(self, name: str = "local", config: dict[str, Any] | None = None):
         self.name = name
         self.config = dict(config or {})
-        self.cfg = LocalConfig.from_dict(name, self.config)
+        self.cfg = StagingArea.parse(name, self.config)
 
     def readable(self, url: str) -> Path:
         """The local file ``url`` names, if this site may read it (else StagingRefused)."""

@@ -14,13 +14,13 @@ __all__ = ["OnedataStorage", "register"]
 def register() -> None:
     """Declare the kind ``onedata``: it serves ``onedata://`` URLs and runs no jobs."""
     from stratoflow.sites.kinds import SiteKind, register_kind
-    from stratoflow.sites.onedata.config import validate_entry
+    from stratoflow.sites.onedata.config import OnedataConfig
 
     register_kind(
         SiteKind(
             "onedata",
             "a OneData space provider",
-            validate_entry,
+            OnedataConfig,
             storage={"onedata": "stratoflow.sites.onedata:OnedataStorage"},
             waiters={"onedata.replicas_done": "stratoflow.sites.onedata.waits:ReplicasDone"},
         )

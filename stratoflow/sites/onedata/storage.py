@@ -19,6 +19,7 @@ from stratoflow.errors import ChecksumMismatch, StagingError
 from stratoflow.sites.base import Replication, StagedFile, Storage
 from stratoflow.sites.checksums import compare, file_checksums
 from stratoflow.sites.credentials import credentials
+from stratoflow.sites.onedata.config import OnedataConfig
 from stratoflow.sites.waits import WaitSpec
 
 SCHEME = "onedata"
@@ -42,13 +43,14 @@ class OnedataStorage(Storage, Replication):
 
         self.name = name
         self.config = dict(config or {})
+        self.cfg = OnedataConfig.parse(name, self.config)
         self.local = worker_staging(name, self.config)
         self._client: Any = None
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = credentials().onedata_client(str(self.config["conn_id"]))
+            self._client = credentials().onedata_client(self.cfg.conn_id)
         return self._client
 
     def copy(
@@ -80,7 +82,7 @@ class OnedataStorage(Storage, Replication):
     def replicas_wait(self, requirement_ids: list[str]) -> WaitSpec:
         return WaitSpec(
             "onedata.replicas_done",
-            {"conn_id": str(self.config["conn_id"]), "qos_ids": list(requirement_ids)},
+            {"conn_id": self.cfg.conn_id, "qos_ids": list(requirement_ids)},
             poll_interval_s=2.0,
         )
 

@@ -3,7 +3,7 @@ an Airflow Connection. See docs/sites-openstack.md."""
 
 from __future__ import annotations
 
-from stratoflow.sites.openstack.config import OpenStackConfig, validate_entry
+from stratoflow.sites.openstack.config import OpenStackConfig
 
 
 def register() -> None:
@@ -15,7 +15,7 @@ def register() -> None:
         SiteKind(
             "openstack",
             "an OpenStack cloud (Nova servers)",
-            validate_entry,
+            OpenStackConfig,
             compute="stratoflow.sites.openstack:OpenStackCompute",
             # Deployment sandboxes live on the VMs, behind the agent: sfagent:// URLs.
             storage={"sfagent": "stratoflow.sites.agent.jobs:AgentStorage"},
@@ -33,4 +33,4 @@ def __getattr__(name: str):  # lazy, so importing the package does not import op
     raise AttributeError(name)
 
 
-__all__ = ["OpenStackCompute", "OpenStackConfig", "register", "validate_entry"]
+__all__ = ["OpenStackCompute", "OpenStackConfig", "register"]

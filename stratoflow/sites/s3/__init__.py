@@ -13,13 +13,13 @@ __all__ = ["S3Storage", "register"]
 def register() -> None:
     """Declare the kind ``s3``: it serves ``s3://`` URLs and runs no jobs."""
     from stratoflow.sites.kinds import SiteKind, register_kind
-    from stratoflow.sites.s3.config import validate_entry
+    from stratoflow.sites.s3.config import S3Config
 
     register_kind(
         SiteKind(
             "s3",
             "an S3-compatible object store",
-            validate_entry,
+            S3Config,
             storage={"s3": "stratoflow.sites.s3:S3Storage"},
             secret_fields=("aws_secret_access_key", "aws_session_token"),
         )
