@@ -96,6 +96,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print(f"{deployment.id}  {deployment.status}")
         print(f"  dag/run : {deployment.dag_id} / {deployment.run_id}")
+        if deployment.task:
+            print(f"  task    : {deployment.task}")
         if deployment.status_reason:
             print(f"  reason  : {deployment.status_reason}")
         print(f"  outputs : {json.dumps(deployment.outputs, default=str)}")
@@ -159,6 +161,28 @@ def cmd_sites(args: argparse.Namespace) -> int:
     for site in sites.values():
         conn = site.config.get("conn_id")
         print(f"  {site.name:24} {site.kind:12} {'connection ' + conn if conn else ''}")
+    return EXIT_OK
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    from stratoflow.execution.placement import site_rooms
+    from stratoflow.store import Store
+
+    rooms = site_rooms()
+    if args.site and args.site not in rooms:
+        print(f"no compute site {args.site!r}; known: {', '.join(rooms)}", file=sys.stderr)
+        return EXIT_INVALID
+    entries = Store.open().queue_listing(rooms)
+    if args.site:
+        entries = [e for e in entries if e["site"] == args.site]
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return EXIT_OK
+    for name in [args.site] if args.site else sorted(rooms):
+        line = [e for e in entries if e["site"] == name]
+        print(f"{name}: {len(line)} waiting")
+        for e in line:
+            print(f"  {e['position']:>3}. {e['deployment_id']}  {e['owner']:16} {e['reason']}")
     return EXIT_OK
 
 
@@ -275,6 +299,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--catalogue", metavar="FILE", help="another catalogue file")
     sp.set_defaults(fn=cmd_sites)
+    sp = sub.add_parser(
+        "queue",
+        help="List the deployments waiting for capacity, per site.",
+        description="List each compute site's admission queue: who waits, in which place "
+        "and for what (the order in which they will be admitted).",
+    )
+    sp.add_argument("--site", metavar="NAME", help="only this site")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.set_defaults(fn=cmd_queue)
     sp = sub.add_parser(
         "reap",
         help="Delete cloud resources no live deployment accounts for.",

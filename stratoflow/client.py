@@ -138,6 +138,11 @@ class AirflowClient:
     def get_run(self, dag_id: str, run_id: str) -> dict:
         return self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").json()
 
+    def stop_run(self, dag_id: str, run_id: str) -> dict:
+        """Mark the run failed, as the UI's "mark failed" does: what waits is cancelled."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"
+        return self._call("PATCH", path, json={"state": "failed"}).json()
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         r = self._call(
             "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000}

@@ -6,14 +6,19 @@ sees the same settings) and starts ``airflow standalone`` in the background.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import secrets
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -65,6 +70,55 @@ def _secret(home: Path, name: str) -> str:
     return path.read_text().strip()
 
 
+# Airflow's SQLite, tuned for a burst of submissions beside running tasks. With pysqlite's
+# defaults a transaction begins DEFERRED: it reads under a shared lock, then asks for the
+# write lock while another one holds it and waits for the first to finish its reads, which
+# it never does. Both give up after 5 s with "database is locked" (seen as HTTP 500 on a
+# trigger and as a failed task heartbeat at the same moment). Beginning IMMEDIATE takes the
+# write lock before the first write and queues the writers instead; WAL lets readers run
+# beside the writer. Airflow reads these through `[database] sql_alchemy_connect_args`.
+SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 30, "isolation_level": "IMMEDIATE"}
+
+
+def airflow_db() -> Path:
+    return airflow_home() / "airflow.db"
+
+
+def use_wal() -> None:
+    """Put Airflow's SQLite database in WAL mode (persistent: the file keeps it)."""
+    db = airflow_db()
+    if not db.exists():
+        subprocess.run(
+            [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
+            check=True,
+            capture_output=True,
+            env=venv_env(),
+        )
+    with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+
+
+@contextlib.contextmanager
+def one_trigger_at_a_time() -> Iterator[None]:
+    """Serialise this machine's DAG-run triggers (a lock file in AIRFLOW_HOME).
+
+    On SQLite, Airflow 3.3's API server stalls when several triggers arrive at once: a
+    trigger's audit-log insert waits on the event loop for the database lock that another
+    request's transaction holds, and every request of the server waits with it (measured:
+    9 of 10 concurrent triggers timed out). A trigger takes ~0.1 s, so a queue of them
+    costs little. Clients that call Airflow's trigger endpoint directly, several at once,
+    can still meet this; PostgreSQL (the production mode) has no such lock.
+    """
+    home = airflow_home()
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "stratoflow-trigger.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def write_airflow_cfg(home: Path | None = None, port: int | None = None) -> Path:
     home = home or airflow_home()
     port = port or api_port()
@@ -102,6 +156,10 @@ jwt_secret = {jwt_secret}
 
 [logging]
 base_log_folder = {home / "logs"}
+
+[database]
+sql_alchemy_connect_args = stratoflow.embedded.SQLITE_CONNECT_ARGS
+sql_alchemy_connect_args_async = stratoflow.embedded.SQLITE_CONNECT_ARGS
 """
     path = home / "airflow.cfg"
     path.write_text(cfg)
@@ -141,6 +199,7 @@ def start(wait_s: float = 240.0, log=print) -> None:
         _check_ours()
         return
     write_airflow_cfg()
+    use_wal()
     log_path = airflow_home() / "standalone.log"
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(
@@ -178,6 +237,13 @@ def _check_ours() -> None:
         )
 
 
+def _reap(pid: int) -> None:
+    """Collect ``airflow standalone`` if this process started it: an exited child that is
+    not waited for stays a zombie, and the process group looks alive until it is reaped."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
 def stop() -> bool:
     """Stop the background Airflow started by ``start``; True if one was running."""
     pidfile = _pidfile()
@@ -190,6 +256,7 @@ def stop() -> bool:
         pidfile.unlink(missing_ok=True)
         return False
     for _ in range(60):
+        _reap(pid)
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:

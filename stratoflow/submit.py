@@ -39,7 +39,7 @@ def submit(
     with Store.open() as store:
         store.create_deployment(dag_id, run_id, plan["hash"], inputs, owner=owner, id=deployment_id)
         try:
-            with api or client() as airflow:
+            with api or client() as airflow, embedded.one_trigger_at_a_time():
                 airflow.start_run(dag_id, run_id, inputs)
         except Exception as exc:  # any failure to start: HTTP, network, auth
             reason = f"could not start the run: {exc}"

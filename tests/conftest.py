@@ -183,6 +183,12 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
             f"  - name: {name}\n    kind: local\n    cores: 2\n    memory: auto\n" + roots
             for name in ("local", "alpha", "beta")
         )
+        # Small sites for the admission queue's tests (test_queue_e2e.py): `pool` holds two
+        # one-core runs at a time, `tight` one, and gives up on a wait after 12 s.
+        + "  - name: pool\n    kind: local\n    cores: 2\n    memory: auto\n"
+        "    max_priority: 10\n"
+        + "  - name: tight\n    kind: local\n    cores: 1\n    memory: auto\n"
+        "    queue_timeout_s: 12\n    takes_overflow: false\n"
     )
     port = free_port()
     env = {

@@ -23,6 +23,7 @@ AUTHENTICATED_ROUTES = [
     ("POST", "/deployments", {"template": DEMO, "inputs": {}}),
     ("GET", "/templates", None),
     ("GET", "/sites", None),
+    ("GET", "/queue", None),
 ]
 
 

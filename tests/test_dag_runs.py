@@ -111,8 +111,30 @@ def test_transfer_outside_writable_roots_is_refused(run_dag, airflow_env):
 
 
 def test_provision_fails_over_to_the_next_site_and_records_why(run_dag, airflow_env):
+    # A real fault at alpha: its sites directory is a file, so no sandbox can be made there.
+    alpha = Path(airflow_env["STRATOFLOW_HOME"]) / "sites" / "alpha"
+    alpha.parent.mkdir(parents=True, exist_ok=True)
+    alpha.write_text("not a directory")
+    try:
+        result = run_dag(DAG_TEMPLATES / "failover.yaml")
+    finally:
+        alpha.unlink()
+    dep = result["deployment"]
+    assert dep.status == "CREATE_COMPLETE", dep.status_reason
+    assert dep.site == "beta"
+    assert dep.status_reason.startswith("completed at beta after failover: ")
+    assert "site alpha: local: cannot create sandbox" in dep.status_reason
+    assert any("alpha" in e for e in dep.outputs["failover"])
+    assert "after alpha failed" in dep.outputs["placement"]
+    assert (
+        Path(dep.outputs["stage_out"]["results_dir"]) / "total.txt"
+    ).read_text() == "600 from 3\n"
+    _assert_torn_down(airflow_env, dep.id)
+
+
+def test_a_full_first_site_overflows_to_the_next_without_a_retry(run_dag, airflow_env):
     store = Store.open()
-    # Another deployment holds all of alpha's cores: alpha refuses, beta takes the run.
+    # Another deployment holds all of alpha's cores: the run goes to beta at once.
     assert store.reserve("alpha", "someone-else", 2, 1 << 30, 2, 1 << 40)
     try:
         result = run_dag(DAG_TEMPLATES / "failover.yaml")
@@ -121,12 +143,9 @@ def test_provision_fails_over_to_the_next_site_and_records_why(run_dag, airflow_
     dep = result["deployment"]
     assert dep.status == "CREATE_COMPLETE", dep.status_reason
     assert dep.site == "beta"
-    assert dep.status_reason and "alpha" in dep.status_reason
-    assert "capacity" in dep.status_reason
-    assert any("alpha" in e for e in dep.outputs["failover"])
-    assert (
-        Path(dep.outputs["stage_out"]["results_dir"]) / "total.txt"
-    ).read_text() == "600 from 3\n"
+    assert dep.outputs["placement"] == "beta: candidate 2; alpha was full or had a queue"
+    assert "failover" not in dep.outputs  # capacity is no fault: no retry was spent
+    assert [e for e in store.step_events(dep.id) if e["kind"] in ("retry", "failed")] == []
     assert not list(
         (Path(airflow_env["STRATOFLOW_HOME"]) / "sites" / "alpha").glob("deployments/*")
     )

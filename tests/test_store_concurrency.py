@@ -18,6 +18,8 @@ from conftest import STORE_BACKENDS, fresh_store_url
 N = 8
 CAPACITY_CORES = 4
 EVENTS_PER_WORKER = 10
+ADMISSION_ROUNDS = 15
+QUEUE_CORES = 3  # the queued site's capacity; N deployments of 1 core race for it
 
 
 def _scenarios(url: str, i: int, sync: Any) -> dict[str, Any]:
@@ -40,12 +42,46 @@ def _scenarios(url: str, i: int, sync: Any) -> dict[str, Any]:
     sync()
     out["granted"] = store.reserve("local", f"dep-{i}", 1, 1 << 20, CAPACITY_CORES, 1 << 40)
 
+    out["admission"] = _admission_rounds(store, i, sync)
+
     sync()
     for n in range(EVENTS_PER_WORKER):
         store.record_step_event(dep.id, f"step-{i}", "retry", str(n), try_number=n + 1)
         store.add_usage(dep.id, "local", f"step-{i}", core_seconds=0.5, bytes_moved=10)
     store.close()
     return out
+
+
+def _admission_rounds(store: Any, i: int, sync: Any) -> list[dict[str, Any]]:
+    """Each round all N join one site's queue at once and race to admit themselves; the
+    ones left waiting try once more. Worker 0 then records what the site holds."""
+    from stratoflow.admission import Admitted, SiteRoom
+
+    rooms = {"q": SiteRoom("q", float(QUEUE_CORES), 1 << 40)}
+    rounds = []
+    for n in range(ADMISSION_ROUNDS):
+        me = f"r{n}-w{i}"
+        sync()
+        store.enqueue(
+            me,
+            owner=f"o{i % 3}",
+            priority=0,
+            candidates=["q"],
+            cores=1,
+            mem_bytes=1,
+            timeout_s=60,
+        )
+        sync()
+        first = store.try_admit(me, rooms)
+        sync()
+        second = first if isinstance(first, Admitted) else store.try_admit(me, rooms)
+        sync()
+        held = store.reserved("q") if i == 0 else None
+        sync()
+        store.release("q", me)
+        store.leave_queue(me, "round over")
+        rounds.append({"admitted": isinstance(second, Admitted), "held": held})
+    return rounds
 
 
 def _worker(urls: dict[str, str], i: int, barrier: Any, results: Any) -> None:
@@ -174,3 +210,14 @@ def test_concurrent_appends_all_land(race):
         "core_seconds": 0.5 * N * EVENTS_PER_WORKER,
         "bytes_moved": 10 * N * EVENTS_PER_WORKER,
     }
+
+
+def test_admission_never_overcommits_a_site(race):
+    outs, store = race
+    for n in range(ADMISSION_ROUNDS):
+        admitted = [i for i, o in outs.items() if o["admission"][n]["admitted"]]
+        held = outs[0]["admission"][n]["held"]
+        # Never more than the site holds, and what it holds is exactly who was admitted.
+        assert 1 <= len(admitted) <= QUEUE_CORES, (n, admitted)
+        assert held["cores"] == len(admitted) == held["deployments"], (n, held)
+    assert store.reserved("q")["deployments"] == 0

@@ -162,6 +162,23 @@ def create_deployment(
     )
 
 
+@app.get("/queue", tags=["deployments"])
+def queue(
+    site: str | None = Query(None, max_length=255, description="only this site's queue"),
+    caller: Caller = Authenticated,
+) -> list[dict[str, Any]]:
+    """Deployments waiting for capacity, per site, in the order they will be admitted."""
+    from stratoflow.execution.placement import site_rooms
+    from stratoflow.store import Store
+
+    rooms = site_rooms()
+    if site is not None and site not in rooms:
+        raise invalid([("site", f"no compute site {site!r}; known: {', '.join(rooms)}")])
+    with Store.open() as store:
+        entries = store.queue_listing(rooms)
+    return [e for e in entries if site is None or e["site"] == site]
+
+
 @app.get("/templates", tags=["catalogue"])
 def templates(caller: Caller = Authenticated) -> list[dict[str, Any]]:
     """The template catalogue: name, DAG id, description and typed inputs of each."""

@@ -68,3 +68,15 @@ def rank_sites(
             Issue("placement", "no site can run this deployment: " + "; ".join(reasons))
         )
     return candidates
+
+
+def placement_priority(placement: Mapping[str, Any]) -> int:
+    """The queue priority a deployment asks for (the site caps it at its max_priority)."""
+    value = placement.get("priority")
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not -100 <= value <= 100:
+        raise TemplateError(
+            Issue("placement.priority", f"expected an integer -100..100, got {value!r}")
+        )
+    return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stratoflow.admission import SiteRoom
 from stratoflow.broker import SiteOffer
 from stratoflow.sites.base import HostRequest
 from stratoflow.sites.catalogue import (
@@ -13,6 +14,7 @@ from stratoflow.sites.catalogue import (
     runs_jobs,
     storage_for_url,
 )
+from stratoflow.sites.queue_policy import QueuePolicy
 from stratoflow.tosca.scalars import parse_size
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "demand",
     "host_requests",
     "site_offers",
+    "site_rooms",
     "storage_for_url",
 ]
 
@@ -54,6 +57,23 @@ def demand(hosts: list[dict]) -> tuple[int, int]:
         sum(r.count * r.num_cpus for r in requests),
         sum(r.count * r.mem_bytes for r in requests),
     )
+
+
+def site_rooms() -> dict[str, SiteRoom]:
+    """Every compute site's capacity and queue policy, for admission."""
+    rooms = {}
+    for name, offer in site_offers().items():
+        if offer.runs_jobs:
+            policy = QueuePolicy.parse(name, catalogue()[name].config)
+            rooms[name] = SiteRoom(
+                name,
+                float(offer.cores),
+                offer.mem_bytes,
+                takes_overflow=policy.takes_overflow,
+                max_priority=policy.max_priority,
+                queue_timeout_s=policy.queue_timeout_s,
+            )
+    return rooms
 
 
 def site_offers() -> dict[str, SiteOffer]:

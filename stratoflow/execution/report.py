@@ -52,6 +52,13 @@ def deployment_outcome(
         outputs[name] = m.resolve(out.get("value"), inputs) if inputs else out.get("value")
     if site_errors and results.get(m.PROVISION):
         outputs["failover"] = site_errors
+    admissions = [
+        e.get("message") or ""
+        for e in events
+        if e.get("step") == m.PROVISION and e.get("kind") == "admitted"
+    ]
+    if admissions and results.get(m.PROVISION):
+        outputs["placement"] = admissions[-1]  # why it went where it went
     if problems:
         return Outcome("CREATE_FAILED", "; ".join(dict.fromkeys(problems)), outputs)
     if site_errors and results.get(m.PROVISION):

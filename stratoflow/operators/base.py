@@ -62,9 +62,17 @@ class StratoflowOperator(BaseOperator):
             self.record_failure(context, exc)
             raise
 
+    def on_final_failure(self, context: Any, exc: BaseException) -> None:
+        """Called once the step has failed for good (no retry left, or not retryable)."""
+
     def record_failure(self, context: Any, exc: BaseException) -> None:
         ti = context["ti"]
         final = isinstance(exc, AirflowFailException) or ti.try_number > self.retries
+        if final:
+            try:
+                self.on_final_failure(context, exc)
+            except Exception:  # the original error matters more than the bookkeeping
+                self.log.exception("could not clean up after the failure")
         plain = isinstance(exc, AirflowFailException) or str(exc).startswith(self.task_id)
         message = str(exc) if plain else f"{type(exc).__name__}: {exc}"
         try:

@@ -29,9 +29,10 @@ class BrokerOperator(StratoflowOperator):
             hosts = resolve(self.plan["hosts"], inputs)
             cores, mem = demand(hosts)
             placement = resolve(self.plan["placement"], inputs)
-            from stratoflow.broker import rank_sites
+            from stratoflow.broker import placement_priority, rank_sites
 
             candidates = rank_sites(placement, cores, mem, site_offers())
+            priority = placement_priority(placement)
         except TemplateError as exc:
             # Bad input never improves on retry: fail now, say which field.
             self.store.set_status(deployment.id, "CREATE_FAILED", reason=str(exc))
@@ -43,4 +44,5 @@ class BrokerOperator(StratoflowOperator):
             "inputs": inputs,
             "candidates": candidates,
             "hosts": hosts,
+            "priority": priority,
         }

@@ -2,38 +2,118 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
+from stratoflow.admission import Queued, SiteRoom
 from stratoflow.errors import SiteError
-from stratoflow.execution.placement import compute_for_site, host_requests
+from stratoflow.execution.placement import compute_for_site, demand, host_requests, site_rooms
 from stratoflow.operators.base import StratoflowOperator
 from stratoflow.plan.model import PROVISION
 from stratoflow.sites.base import Allocation
+from stratoflow.sites.queue_policy import DAY_S
+from stratoflow.triggers.admission import AdmissionTrigger
 from stratoflow.triggers.wait import SiteWaitTrigger
+
+# How often a queued deployment checks for its turn. Teardowns free room at once; this is
+# how soon the next in line notices.
+QUEUE_POLL_S = 1.0
 
 
 class ProvisionOperator(StratoflowOperator):
-    """Create the deployment's resources at the next candidate site.
+    """Wait for room in the admission queue, then create the deployment's resources.
 
-    Try n uses candidate n (the last one is reused), so Airflow's retries are the
-    failover. The site backend removes a failed attempt's resources before raising: Airflow
-    never runs a teardown whose setup failed.
+    Try n starts at candidate n (the last one is reused), so Airflow's retries are the
+    failover for real faults. Lack of capacity is never a fault: the deployment waits in
+    the queue (in the triggerer, holding no worker slot) and spends no retry. The site
+    backend removes a failed attempt's resources before raising: Airflow never runs a
+    teardown whose setup failed.
     """
 
     ui_color = "#d9ead3"
 
     def run(self, context: Any) -> dict:
         bound = self.bound(context)
-        candidates = bound["candidates"]
-        site = candidates[min(context["ti"].try_number - 1, len(candidates) - 1)]
         deployment_id = bound["deployment_id"]
+        candidates = bound["candidates"]
+        tried = candidates[min(context["ti"].try_number - 1, len(candidates) - 1) :]
+        rooms = site_rooms()
+        cores, mem = demand(bound["hosts"])
+        deployment = self.store.get_deployment(deployment_id)
+        timeout = rooms[tried[0]].queue_timeout_s if tried[0] in rooms else DAY_S
+        self.store.enqueue(
+            deployment_id,
+            owner=deployment.owner if deployment else "anonymous",
+            priority=int(bound.get("priority") or 0),
+            candidates=tried,
+            cores=cores,
+            mem_bytes=mem,
+            timeout_s=timeout,
+        )
+        return self._admit(context, rooms, time.time() + timeout)
+
+    def admitted(self, context: Any, event: dict | None = None, deadline: float = 0.0) -> dict:
+        """Back from the queue: take the room (or wait again if another took it first)."""
+        if not event:
+            return self.execute(context)  # a retry resumed without an event: join again
+
+        def take() -> dict:
+            status = (event or {}).get("status")
+            if status == "timeout":
+                raise AirflowFailException(
+                    "gave up waiting for capacity (the site's queue_timeout_s passed): "
+                    + ((event or {}).get("reason") or "no candidate site had room")
+                )
+            if status != "ready":
+                raise SiteError(f"the deployment left the admission queue: {event}")
+            return self._admit(context, site_rooms(), deadline)
+
+        return self.guarded(context, take)
+
+    def _admit(self, context: Any, rooms: dict[str, SiteRoom], deadline: float) -> dict:
+        bound = self.bound(context)
+        deployment_id = bound["deployment_id"]
+        verdict = self.store.try_admit(deployment_id, rooms)
+        if verdict is None:
+            raise SiteError(f"deployment {deployment_id} is not in the admission queue")
+        if isinstance(verdict, Queued):
+            self.store.set_status(
+                deployment_id, "CREATE_IN_PROGRESS", reason=verdict.reason, task="queue"
+            )
+            self.log.info("%s: %s", deployment_id, verdict.reason)
+            self.defer(
+                trigger=AdmissionTrigger.waiting(deployment_id, rooms, deadline, QUEUE_POLL_S),
+                method_name="admitted",
+                kwargs={"deadline": deadline},
+                timeout=timedelta(seconds=max(deadline - time.time(), 0) + 300),
+            )
+        self.store.set_status(
+            deployment_id, "CREATE_IN_PROGRESS", reason="", task="", site=verdict.site
+        )
+        why = verdict.why
+        failed = bound["candidates"][: min(context["ti"].try_number, len(bound["candidates"])) - 1]
+        if failed:
+            why += f", after {', '.join(failed)} failed"
+        self.log.info("%s admitted at %s", deployment_id, why)
+        self.store.record_step_event(
+            deployment_id,
+            self.task_id,
+            "admitted",
+            message=why,
+            try_number=context["ti"].try_number,
+        )
+        return self._provision(context, deployment_id, verdict.site, bound["hosts"])
+
+    def _provision(self, context: Any, deployment_id: str, site: str, hosts: list) -> dict:
         compute = compute_for_site(site)
         try:
-            hosts = host_requests(bound["hosts"])
-            alloc = compute.provision_start(deployment_id, hosts, self.store)
+            alloc = compute.provision_start(deployment_id, host_requests(hosts), self.store)
             wait = compute.boot_wait(alloc)
         except SiteError as exc:
+            self.store.release(site, deployment_id)  # the attempt is gone; so is its room
             raise SiteError(f"site {site}: {exc}") from exc
         if wait is not None:
             # VMs take minutes to boot: wait in the triggerer, not in a worker slot.
@@ -72,6 +152,7 @@ class ProvisionOperator(StratoflowOperator):
                 why = (event or {}).get("message") or f"{status}: {event}"
                 exc = SiteError(f"site {state['site']}: hosts did not boot: {why}")
                 compute.cleanup_attempt(started.deployment_id, self.store, exc)
+                self.store.release(state["site"], started.deployment_id)
                 raise exc
             try:
                 done = compute.provision_finish(started, self.store)
@@ -81,8 +162,14 @@ class ProvisionOperator(StratoflowOperator):
 
         return self.guarded(context, finish)
 
+    def on_final_failure(self, context: Any, exc: BaseException) -> None:
+        # Out of tries (or waited too long): leave the line, so nobody waits behind it.
+        deployment_id = self.deployment_id(context)
+        self.store.leave_queue(deployment_id, f"provision failed: {exc}")
+        self.store.release_all(deployment_id)
+
     def _provisioned(self, deployment_id: str, site: str, alloc: Allocation) -> dict:
-        self.store.set_status(deployment_id, "CREATE_IN_PROGRESS", site=site)
+        self.store.set_status(deployment_id, "CREATE_IN_PROGRESS", site=site, task="")
         self.log.info(
             "provisioned %s at %s: %d cores, workdir %s",
             deployment_id,
@@ -112,5 +199,8 @@ class TeardownOperator(StratoflowOperator):
         left = [r.key for r in self.store.resources(deployment_id)]
         if left:
             raise SiteError(f"teardown left resources behind: {', '.join(left)}")
+        # Nothing is left at any site: its room goes to the next in line.
+        self.store.release_all(deployment_id)
+        self.store.leave_queue(deployment_id, "torn down")
         self.log.info("deployment %s torn down at %s", deployment_id, sorted(sites) or "no site")
         return {"sites": sorted(sites)}

@@ -247,7 +247,7 @@ def _host(node: NodeTemplate) -> m.HostDef:
 
 
 def _placement(topology: Topology) -> dict:
-    placement: dict[str, Any] = {"site": None, "sites": [], "kinds": []}
+    placement: dict[str, Any] = {"site": None, "sites": [], "kinds": [], "priority": 0}
     for policy in topology.policies:
         if PLACEMENT in policy.type_chain:
             for key in placement:

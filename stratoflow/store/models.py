@@ -110,6 +110,8 @@ class Deployment:
     site: str | None
     created_at: datetime
     updated_at: datetime
+    #: What it is doing outside its run's tasks: "queue" while it waits for capacity.
+    task: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _json_friendly(asdict(self))

@@ -16,7 +16,7 @@ from stratoflow.store.models import (
     StoreError,
     resource_key,
 )
-from stratoflow.store.schema import reservations, resources, usage, utcnow
+from stratoflow.store.schema import admission_queue, reservations, resources, usage, utcnow
 
 # Tolerance for float core counts (0.1 + 0.2 cores must fit in 0.3).
 _EPS = 1e-9
@@ -231,11 +231,34 @@ class ResourceOps(StoreBase):
     def release(self, site: str, deployment_id: str) -> None:
         """Give back a reservation; releasing one that is not held is not an error."""
         with self._write() as conn:
-            conn.execute(
+            gone = conn.execute(
                 reservations.delete().where(
                     reservations.c.site == site, reservations.c.deployment_id == deployment_id
                 )
             )
+            if gone.rowcount:
+                self._stamp_released(conn, deployment_id)
+
+    def release_all(self, deployment_id: str) -> None:
+        """Give back whatever the deployment holds at any site."""
+        with self._write() as conn:
+            gone = conn.execute(
+                reservations.delete().where(reservations.c.deployment_id == deployment_id)
+            )
+            if gone.rowcount:
+                self._stamp_released(conn, deployment_id)
+
+    def _stamp_released(self, conn: Connection, deployment_id: str) -> None:
+        # The admission record keeps when the room was held, for the history (and audits).
+        conn.execute(
+            update(admission_queue)
+            .where(
+                admission_queue.c.deployment_id == deployment_id,
+                admission_queue.c.admitted_at.is_not(None),
+                admission_queue.c.released_at.is_(None),
+            )
+            .values(released_at=utcnow())
+        )
 
     def reserved(self, site: str) -> dict[str, float | int]:
         """What is currently reserved at a site: ``{cores, mem_bytes, deployments}``."""

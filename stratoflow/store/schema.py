@@ -99,6 +99,8 @@ deployments = Table(
     Column("site", String(255), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # What the deployment is doing now when that is not a task of its run: "queue".
+    Column("task", String(64), nullable=True),
     UniqueConstraint("dag_id", "run_id"),
     Index(None, "owner", "created_at"),
     Index(None, "created_at"),
@@ -172,4 +174,28 @@ reaper_actions = Table(
     Column("reason", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Index(None, "site", "created_at"),
+)
+
+# Deployments waiting for capacity, and those admitted (stratoflow.admission decides). A
+# row stays after its deployment leaves the queue, as the record of how it was admitted.
+admission_queue = Table(
+    "admission_queue",
+    metadata,
+    Column("deployment_id", String(36), primary_key=True),
+    Column("owner", String(255), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("candidates", JSON, nullable=False),
+    Column("cores", Float, nullable=False),
+    Column("mem_bytes", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),  # waiting | admitted | left
+    Column("site", String(255), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("enqueued_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("deadline_at", UTCDateTime, nullable=False),
+    Column("admitted_at", UTCDateTime, nullable=True),
+    # When its room was given back: [admitted_at, released_at] is when it held capacity.
+    Column("released_at", UTCDateTime, nullable=True),
+    Column("left_at", UTCDateTime, nullable=True),
+    Index(None, "state", "enqueued_at"),
 )

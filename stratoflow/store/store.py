@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Row, exc, insert, select, update
 
+from stratoflow.store.admission import AdmissionOps
 from stratoflow.store.base import RACE_RETRIES
 from stratoflow.store.config import default_store_url
 from stratoflow.store.engine import make_engine
@@ -45,10 +46,11 @@ def _deployment(row: Row[Any]) -> Deployment:
         site=m["site"],
         created_at=m["created_at"],
         updated_at=m["updated_at"],
+        task=m["task"],
     )
 
 
-class Store(ResourceOps, ReaperLog):
+class Store(ResourceOps, AdmissionOps, ReaperLog):
     """Stratoflow's own state. Safe to use from many processes at once.
 
     Every method is one short transaction; nothing returned holds a connection.
@@ -208,10 +210,11 @@ class Store(ResourceOps, ReaperLog):
         reason: str | None = None,
         outputs: dict[str, Any] | None = None,
         site: str | None = None,
+        task: str | None = None,
     ) -> None:
         """Set a deployment's status. ``None`` arguments leave that field as it was
-        (pass ``reason=""`` to clear a reason). Raises ValueError for an unknown status and
-        NotFound for an unknown deployment."""
+        (pass ``reason=""`` or ``task=""`` to clear one). Raises ValueError for an unknown
+        status and NotFound for an unknown deployment."""
         values: dict[str, Any] = {
             "status": DeploymentStatus.parse(status).value,
             "updated_at": utcnow(),
@@ -222,6 +225,8 @@ class Store(ResourceOps, ReaperLog):
             values["outputs"] = dict(outputs)
         if site is not None:
             values["site"] = site
+        if task is not None:
+            values["task"] = task or None
         with self._write() as conn:
             result = conn.execute(
                 update(deployments).where(deployments.c.id == id).values(**values)

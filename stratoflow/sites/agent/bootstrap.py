@@ -11,6 +11,7 @@ from pydantic import Field, Strict
 
 from stratoflow.sites.fields import Port, expect
 from stratoflow.sites.files import StagingRoots
+from stratoflow.sites.queue_policy import QueueFields
 
 DEFAULT_WORKDIR, DEFAULT_PORT = "/srv/stratoflow", 8765
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -23,7 +24,7 @@ VmDir = Annotated[
 ]
 
 
-class AgentFields(StagingRoots):
+class AgentFields(StagingRoots, QueueFields):
     """The fields of every kind whose hosts run the Stratoflow agent (VM sites)."""
 
     workdir: VmDir = Field(

@@ -19,6 +19,7 @@ from stratoflow.sites.fields import (
     expect,
 )
 from stratoflow.sites.files import StagingArea
+from stratoflow.sites.queue_policy import QueueFields
 
 GIB = 1 << 30
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$")
@@ -57,7 +58,7 @@ def label_value(raw: str) -> str:
     return f"{safe[:52].rstrip('-_.')}-{digest}".lstrip("-_.")
 
 
-class KubernetesConfig(StagingArea):
+class KubernetesConfig(StagingArea, QueueFields):
     model_config = ConfigDict(extra="forbid")  # the kind's own entry: every field is known
 
     conn_id: NonEmptyText = Field(

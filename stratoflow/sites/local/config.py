@@ -11,6 +11,7 @@ from pydantic import ConfigDict, Field, Strict
 from stratoflow.config import stratoflow_home
 from stratoflow.sites.fields import Flag, Interval, auto, expect
 from stratoflow.sites.files import StagingArea
+from stratoflow.sites.queue_policy import QueueFields
 
 
 def physical_memory() -> int:
@@ -36,7 +37,7 @@ Cores = Annotated[int, Strict(), Field(ge=1), AUTO, auto(cpu_count)]
 Memory = Annotated[int, Strict(), Field(ge=1), AUTO, auto(physical_memory)]
 
 
-class LocalConfig(StagingArea):
+class LocalConfig(StagingArea, QueueFields):
     model_config = ConfigDict(extra="forbid")  # the kind's own entry: every field is known
 
     cores: Cores = Field(default_factory=cpu_count, description="cores jobs may use, or 'auto'")

@@ -1,0 +1,179 @@
+"""The admission queue under real load, on the embedded Airflow: a burst of runs on a
+small site all complete, two at a time, fairly between owners, spending no retry on
+capacity; a wait past the queue timeout fails with its reason; a run stopped while it
+waits leaves the queue with nothing provisioned."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stratoflow.store import Store
+
+pytestmark = pytest.mark.airflow
+
+QUEUED = Path(__file__).resolve().parent / "templates" / "dag" / "queued.yaml"
+TERMINAL = {"CREATE_COMPLETE", "CREATE_FAILED"}
+
+
+@pytest.fixture(scope="module")
+def queued_plan(airflow_up):
+    from stratoflow.cli import register
+    from stratoflow.submit import client
+
+    _topology, plan = register(str(QUEUED))
+    with client() as api:
+        api.wait_for_dag(plan["dag_id"])
+    return plan
+
+
+@pytest.fixture
+def http_statuses(monkeypatch):
+    """Every HTTP status Airflow answered this process with (retries included)."""
+    seen: list[tuple[str, int]] = []
+    real_send = httpx.Client.send
+
+    def send(self, request, **kwargs):
+        response = real_send(self, request, **kwargs)
+        seen.append((f"{request.method} {request.url.path}", response.status_code))
+        return response
+
+    monkeypatch.setattr(httpx.Client, "send", send)
+    return seen
+
+
+def submit_many(plan: dict, owners: list[str], inputs: dict) -> list[str]:
+    """Submit one run per owner, all at once, each from its own client (thread)."""
+    from stratoflow.submit import client, submit
+
+    ids: dict[int, str] = {}
+
+    def one(i: int, owner: str) -> None:
+        with client() as api:
+            ids[i], _run = submit(plan, dict(inputs), owner=owner, api=api)
+
+    threads = [threading.Thread(target=one, args=(i, o)) for i, o in enumerate(owners)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(ids) == len(owners), "a submission did not return"
+    return [ids[i] for i in range(len(owners))]
+
+
+def wait_all(store: Store, ids: list[str], timeout: float = 420, seen: dict | None = None):
+    deadline = time.monotonic() + timeout
+    while True:
+        deployments = {i: store.get_deployment(i) for i in ids}
+        for d in deployments.values():
+            if seen is not None and d.task == "queue" and d.status_reason:
+                seen[d.id] = d.status_reason
+        if all(d.status.value in TERMINAL for d in deployments.values()):
+            return deployments
+        pending = [d.status.value for d in deployments.values() if d.status.value not in TERMINAL]
+        assert time.monotonic() < deadline, f"{len(pending)} runs not finished: {pending}"
+        time.sleep(1)
+
+
+def held_at_once(records: list[dict]) -> int:
+    """The most deployments holding room at the same moment, from the admission history."""
+    edges = []
+    for r in records:
+        assert r["admitted_at"] and r["released_at"], r
+        edges += [(r["admitted_at"], 1), (r["released_at"], -1)]
+    most = now = 0
+    for _, step in sorted(edges, key=lambda e: (e[0], e[1])):  # a release before a tie
+        now += step
+        most = max(most, now)
+    return most
+
+
+def test_a_burst_all_completes_two_at_a_time_fairly(queued_plan, http_statuses):
+    store = Store.open()
+    (too_big,) = submit_many(queued_plan, ["alice"], {"site": "pool", "cores": 64})
+    alice = submit_many(queued_plan, ["alice"] * 10, {"site": "pool", "seconds": "1"})
+    bob = submit_many(queued_plan, ["bob"] * 2, {"site": "pool", "seconds": "1"})
+    waiting_reasons: dict[str, str] = {}
+    refused = wait_all(store, [too_big], timeout=120)[too_big]
+    # A request that can never fit fails at once, and never joins the queue.
+    assert refused.status.value == "CREATE_FAILED"
+    assert "no site can run this deployment: pool: needs 64 cores, site has 2" in (
+        refused.status_reason
+    )
+    assert store.admission_record(too_big) is None
+    done = wait_all(store, alice + bob, seen=waiting_reasons)
+
+    assert {d.status.value for d in done.values()} == {"CREATE_COMPLETE"}, {
+        d.id: d.status_reason for d in done.values() if d.status.value != "CREATE_COMPLETE"
+    }
+    bad = [s for s in http_statuses if not 200 <= s[1] < 300]
+    assert not bad, f"Airflow answered {bad}"
+    assert len(http_statuses) >= 12
+
+    records = [store.admission_record(i) for i in alice + bob]
+    assert {r["site"] for r in records} == {"pool"}
+    assert held_at_once(records) <= 2
+    # No retry was spent on capacity: every provision succeeded on its first try.
+    for i in alice + bob:
+        assert [e for e in store.step_events(i) if e["kind"] == "retry"] == []
+    # Fair share: bob's runs, submitted last, go before alice's last four.
+    order = [r["deployment_id"] for r in sorted(records, key=lambda r: r["admitted_at"])]
+    assert max(order.index(b) for b in bob) < len(order) - 4, order
+    # While they waited, status said where and why.
+    assert any(
+        r.startswith("waiting for capacity at pool: position") for r in waiting_reasons.values()
+    )
+    assert store.queue_listing({}) == []
+
+
+def test_a_wait_times_out_and_a_stopped_wait_leaves_nothing(queued_plan, airflow_up):
+    from stratoflow.admission import SiteRoom
+    from stratoflow.submit import client
+
+    store = Store.open()
+    (holder,) = submit_many(queued_plan, ["carol"], {"site": "tight", "seconds": "25"})
+    deadline = time.monotonic() + 120
+    while (store.admission_record(holder) or {}).get("state") != "admitted":
+        assert time.monotonic() < deadline, "the first run was never admitted"
+        time.sleep(1)
+    patient, stopped = submit_many(queued_plan, ["dave", "erin"], {"site": "tight"})
+    deadline = time.monotonic() + 120
+    while not all((store.get_deployment(i).task == "queue") for i in (patient, stopped)):
+        assert time.monotonic() < deadline, "the later runs never queued"
+        time.sleep(1)
+    tight = {"tight": SiteRoom("tight", 1.0, 1 << 40)}
+    line = store.queue_listing(tight)
+    assert {e["deployment_id"] for e in line} == {patient, stopped}
+    assert [e["position"] for e in line] == [1, 2]
+    shown = subprocess.run(
+        [sys.executable, "-m", "stratoflow.cli", "queue", "--site", "tight"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("tight: 2 waiting")
+    assert "waiting for capacity at tight: position 2 of 2" in shown.stdout
+
+    dep = store.get_deployment(stopped)
+    with client() as api:
+        api.stop_run(dep.dag_id, dep.run_id)
+    done = wait_all(store, [patient, stopped], timeout=120)
+
+    assert done[stopped].status.value == "CREATE_FAILED"
+    assert "stopped while waiting for capacity" in done[stopped].status_reason
+    assert store.resources(stopped, include_deleted=True) == []
+    assert store.admission_record(stopped)["admitted_at"] is None
+
+    assert done[patient].status.value == "CREATE_FAILED"
+    assert "gave up waiting for capacity" in done[patient].status_reason
+    assert "waiting for capacity at tight: position" in done[patient].status_reason
+    assert store.resources(patient, include_deleted=True) == []
+    assert wait_all(store, [holder])[holder].status.value == "CREATE_COMPLETE"
+    assert store.queue_listing(tight) == []
