@@ -13,6 +13,8 @@ so a retry of a trigger that did land gets 409 and the existing run is returned.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import httpx
@@ -149,11 +151,20 @@ class AirflowClient:
         )
         return r.json().get("task_instances", [])
 
-    def start_run(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> None:
+    def start_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        conf: dict[str, Any],
+        trigger_slot: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    ) -> None:
         """Wait for the DAG to be parsed, unpause it if needed, trigger the run.
 
         Only unpause when paused: a user may be allowed to trigger a DAG but not to edit it.
+        The trigger itself runs inside ``trigger_slot()`` (the embedded Airflow passes its
+        one-at-a-time lock; the reads before it need none).
         """
         if self.wait_for_dag(dag_id).get("is_paused"):
             self.unpause(dag_id)
-        self.trigger(dag_id, run_id, conf)
+        with trigger_slot():
+            self.trigger(dag_id, run_id, conf)

@@ -39,8 +39,8 @@ def submit(
     with Store.open() as store:
         store.create_deployment(dag_id, run_id, plan["hash"], inputs, owner=owner, id=deployment_id)
         try:
-            with api or client() as airflow, embedded.one_trigger_at_a_time():
-                airflow.start_run(dag_id, run_id, inputs)
+            with api or client() as airflow:
+                airflow.start_run(dag_id, run_id, inputs, embedded.one_trigger_at_a_time)
         except Exception as exc:  # any failure to start: HTTP, network, auth
             reason = f"could not start the run: {exc}"
             store.set_status(deployment_id, "CREATE_FAILED", reason=reason)
