@@ -12,13 +12,11 @@ import json
 import os
 import secrets
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -68,34 +66,6 @@ def _secret(home: Path, name: str) -> str:
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_urlsafe(64))  # HS512 wants >= 64 bytes
     return path.read_text().strip()
-
-
-# Airflow's SQLite, tuned for a burst of submissions beside running tasks. With pysqlite's
-# defaults a transaction begins DEFERRED: it reads under a shared lock, then asks for the
-# write lock while another one holds it and waits for the first to finish its reads, which
-# it never does. Both give up after 5 s with "database is locked" (seen as HTTP 500 on a
-# trigger and as a failed task heartbeat at the same moment). Beginning IMMEDIATE takes the
-# write lock before the first write and queues the writers instead; WAL lets readers run
-# beside the writer. Airflow reads these through `[database] sql_alchemy_connect_args`.
-SQLITE_CONNECT_ARGS: dict[str, Any] = {"timeout": 30, "isolation_level": "IMMEDIATE"}
-
-
-def airflow_db() -> Path:
-    return airflow_home() / "airflow.db"
-
-
-def use_wal() -> None:
-    """Put Airflow's SQLite database in WAL mode (persistent: the file keeps it)."""
-    db = airflow_db()
-    if not db.exists():
-        subprocess.run(
-            [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
-            check=True,
-            capture_output=True,
-            env=venv_env(),
-        )
-    with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
-        conn.execute("PRAGMA journal_mode=WAL")
 
 
 @contextlib.contextmanager
@@ -156,10 +126,6 @@ jwt_secret = {jwt_secret}
 
 [logging]
 base_log_folder = {home / "logs"}
-
-[database]
-sql_alchemy_connect_args = stratoflow.embedded.SQLITE_CONNECT_ARGS
-sql_alchemy_connect_args_async = stratoflow.embedded.SQLITE_CONNECT_ARGS
 """
     path = home / "airflow.cfg"
     path.write_text(cfg)
@@ -199,7 +165,6 @@ def start(wait_s: float = 240.0, log=print) -> None:
         _check_ours()
         return
     write_airflow_cfg()
-    use_wal()
     log_path = airflow_home() / "standalone.log"
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(
