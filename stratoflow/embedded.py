@@ -7,7 +7,6 @@ sees the same settings) and starts ``airflow standalone`` in the background.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import secrets
@@ -21,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from stratoflow.errors import StratoflowError
+from stratoflow.filelock import locked
 
 
 class EmbeddedAirflowError(StratoflowError):
@@ -79,14 +79,8 @@ def one_trigger_at_a_time() -> Iterator[None]:
     costs little. Clients that call Airflow's trigger endpoint directly, several at once,
     can still meet this; PostgreSQL (the production mode) has no such lock.
     """
-    home = airflow_home()
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / "stratoflow-trigger.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with locked(airflow_home() / "stratoflow-trigger.lock"):
+        yield
 
 
 def write_airflow_cfg(home: Path | None = None, port: int | None = None) -> Path:

@@ -9,12 +9,9 @@ attempt that succeeded. A job handle is ``<step>/<index>/attempt-<n>``, or
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -89,18 +86,6 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Exclusive advisory lock on ``path``: serialises start/adopt/commit of one job."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

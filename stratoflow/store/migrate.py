@@ -9,7 +9,6 @@ to do.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, exc, inspect, text
 
+from stratoflow.filelock import locked
 from stratoflow.store.engine import WRITE_OPTION, sqlite_path
 from stratoflow.store.models import StoreError
 from stratoflow.store.schema import VERSION_TABLE
@@ -107,13 +107,8 @@ def _migration_lock(engine: Engine, conn: Connection) -> Iterator[None]:
         if path is None:  # in-memory: private to this process
             yield
             return
-        lock_path = path.with_name(path.name + ".migrate.lock")
-        with open(lock_path, "a+b") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with locked(path.with_name(path.name + ".migrate.lock")):
+            yield
     elif dialect == "postgresql":
         conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_LOCK_KEY})
         conn.commit()

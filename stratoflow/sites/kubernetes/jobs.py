@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from stratoflow.errors import SiteError
+from stratoflow.filelock import locked
 from stratoflow.sites.base import Allocation, JobSpec, JobStatus
 from stratoflow.sites.kubernetes.api import KubeApi
 from stratoflow.sites.kubernetes.config import KubernetesConfig
 from stratoflow.sites.kubernetes.pods import describe, interpret, pod_manifest, pod_name
 from stratoflow.sites.sandbox import (
     JobSlot,
-    locked,
     parse_handle,
     read_json,
     tail,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from stratoflow.errors import SiteError
+from stratoflow.filelock import locked
 from stratoflow.sites.base import (
     Allocation,
     Capacity,
@@ -37,7 +38,6 @@ from stratoflow.sites.local.config import LocalConfig
 from stratoflow.sites.local.runner import alive, kill_group, proc_start_time
 from stratoflow.sites.sandbox import (
     JobSlot,
-    locked,
     parse_handle,
     read_json,
     tail,

@@ -30,10 +30,10 @@ import time
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from stratoflow.filelock import locked
 from stratoflow.sites.sandbox import (
     THREAD_VARS,
     build_argv,
-    locked,
     tail,
     write_json_atomic,
 )
