@@ -23,6 +23,12 @@ from stratoflow.triggers.wait import SiteWaitTrigger
 QUEUE_POLL_S = 1.0
 
 
+def _first_candidate(context: Any, candidates: list[str]) -> int:
+    """Try n starts at candidate n (the last one is reused): the retries are the failover,
+    and the candidates before it are the ones that failed."""
+    return min(context["ti"].try_number - 1, len(candidates) - 1)
+
+
 class ProvisionOperator(StratoflowOperator):
     """Wait for room in the admission queue, then create the deployment's resources.
 
@@ -39,7 +45,7 @@ class ProvisionOperator(StratoflowOperator):
         bound = self.bound(context)
         deployment_id = bound["deployment_id"]
         candidates = bound["candidates"]
-        tried = candidates[min(context["ti"].try_number - 1, len(candidates) - 1) :]
+        tried = candidates[_first_candidate(context, candidates) :]
         rooms = site_rooms()
         cores, mem = demand(bound["hosts"])
         deployment = self.store.get_deployment(deployment_id)
@@ -94,7 +100,7 @@ class ProvisionOperator(StratoflowOperator):
             deployment_id, "CREATE_IN_PROGRESS", reason="", task="", site=verdict.site
         )
         why = verdict.why
-        failed = bound["candidates"][: min(context["ti"].try_number, len(bound["candidates"])) - 1]
+        failed = bound["candidates"][: _first_candidate(context, bound["candidates"])]
         if failed:
             why += f", after {', '.join(failed)} failed"
         self.log.info("%s admitted at %s", deployment_id, why)

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, func, insert, select, text, update
 
 from stratoflow.admission import Admitted, Queued, SiteRoom, Waiting, plan
+from stratoflow.admission import Plan as AdmissionPlan
 from stratoflow.store.base import StoreBase
 from stratoflow.store.schema import admission_queue, reservations, utcnow
 
@@ -131,15 +132,16 @@ class AdmissionOps(StoreBase):
         deployment_id: str,
         rooms: Mapping[str, SiteRoom],
         lease_s: float = LEASE_S,
-        hold_s: float = 0.0,
+        hold_if_ready_s: float = 0.0,
     ) -> Admitted | Queued | None:
-        """Beat the deployment's heartbeat (``hold_s`` ahead: it keeps its place that long
-        without beating) and say whether it would be admitted now. Reserves nothing."""
+        """Beat the deployment's heartbeat and say whether it would be admitted now.
+        Reserves nothing. If it would be, its heartbeat is set ``hold_if_ready_s`` ahead:
+        it keeps its place that long without beating, while a worker resumes it."""
         with self._write() as conn:
             beat = conn.execute(
                 update(_Q)
                 .where(_Q.c.deployment_id == deployment_id, _Q.c.state == "waiting")
-                .values(heartbeat_at=utcnow() + timedelta(seconds=hold_s))
+                .values(heartbeat_at=utcnow())
             )
             if beat.rowcount == 0:
                 row = conn.execute(
@@ -151,7 +153,14 @@ class AdmissionOps(StoreBase):
                     return Admitted(row.site, row.reason or "")
                 return None
             decision = self._plan(conn, rooms, lease_s, deployment_id)
-        return decision.admitted.get(deployment_id) or decision.queued.get(deployment_id)
+            ready = decision.admitted.get(deployment_id)
+            if ready is not None and hold_if_ready_s:
+                conn.execute(
+                    update(_Q)
+                    .where(_Q.c.deployment_id == deployment_id)
+                    .values(heartbeat_at=utcnow() + timedelta(seconds=hold_if_ready_s))
+                )
+        return ready or decision.queued.get(deployment_id)
 
     def leave_queue(self, deployment_id: str, reason: str) -> None:
         """The deployment is done with the queue (finished, failed, timed out, stopped).
@@ -228,7 +237,7 @@ class AdmissionOps(StoreBase):
         rooms: Mapping[str, SiteRoom],
         lease_s: float,
         caller: str | None,
-    ) -> Any:
+    ) -> AdmissionPlan:
         fresh = utcnow() - timedelta(seconds=lease_s)
         rows = conn.execute(select(_Q).where(_Q.c.state == "waiting")).all()
         waiting = [

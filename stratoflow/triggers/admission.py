@@ -89,12 +89,9 @@ class AdmissionTrigger(BaseTrigger):
         reason = ""
         while True:
             place = await asyncio.to_thread(
-                store.queue_place, self.deployment_id, rooms, self.lease_s
+                store.queue_place, self.deployment_id, rooms, self.lease_s, RESUME_HOLD_S
             )
             if isinstance(place, Admitted):
-                await asyncio.to_thread(
-                    store.queue_place, self.deployment_id, rooms, self.lease_s, RESUME_HOLD_S
-                )
                 return {"status": "ready", "site": place.site}
             if place is None:
                 return {"status": "gone"}
