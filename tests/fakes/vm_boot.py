@@ -10,6 +10,7 @@ local on Linux, so each VM keeps a distinct address and the real port).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -24,13 +25,18 @@ from pathlib import Path
 import yaml
 
 AGENT_CONFIG = "/etc/stratoflow/agent.json"
+# Booters made one after another in one process (one per test module on an xdist worker)
+# must not reuse each other's addresses: an agent still stopping could answer the next.
+_BOOTERS = itertools.count()
 
 
 class VmBooter:
     def __init__(self, seed: int = 0) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="fake-vms-"))
-        # A random second octet: agents of an earlier run can never hold our addresses.
-        self._net = random.Random(seed ^ os.getpid()).randrange(16, 250)
+        # A second octet of its own: agents of an earlier run, or of an earlier booter in
+        # this process, can never hold our addresses (97 is coprime with 234).
+        offset = random.Random(seed ^ os.getpid()).randrange(234)
+        self._net = 16 + (offset + 97 * next(_BOOTERS)) % 234
         self._seq = 0
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
