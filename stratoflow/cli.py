@@ -76,7 +76,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.wait:
         from stratoflow.submit import follow
 
-        return follow(plan["dag_id"], run_id, deployment_id)
+        return follow(plan["dag_id"], run_id, deployment_id, timeout_s=args.timeout)
     return EXIT_OK
 
 
@@ -120,6 +120,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from stratoflow import embedded
 
+    embedded.start_database()
     dag_ids = register_catalogue()
     embedded.start()
     print(
@@ -140,17 +141,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from stratoflow import embedded
     from stratoflow.submit import follow, submit
 
+    embedded.start_database()
     register_catalogue()
     topology, plan = register(str(catalogue_dir() / DEMO_TEMPLATE), args.input, run=True)
     embedded.start()
     deployment_id, run_id = submit(plan, topology.bound_inputs, owner="demo")
     print(f"deployment {deployment_id} submitted as run {run_id} of DAG {plan['dag_id']}")
-    code = follow(plan["dag_id"], run_id, deployment_id)
+    code = follow(plan["dag_id"], run_id, deployment_id, timeout_s=args.timeout)
     print(
         f"Airflow keeps running for the UI (user admin, password "
         f"{embedded.admin_password()}); stop it with `stratoflow down` (or `make down`)."
     )
     return code
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from stratoflow import embedded
+    from stratoflow.embedded import health
+
+    report = embedded.health_report()
+    if args.json:
+        print(json.dumps(report.to_json() if report else None, indent=2))
+    else:
+        print(health.render(report))
+    why = health.problem(report)
+    if why is None and report and any(c.state != health.RUNNING for c in report.components):
+        why = "a component is restarting"
+    if why is not None and not args.json:
+        print(f"not healthy: {why}", file=sys.stderr)
+    return EXIT_OK if why is None else EXIT_FAILED
 
 
 def cmd_sites(args: argparse.Namespace) -> int:
@@ -253,6 +272,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--wait", action="store_true", help="follow the run until it ends")
     sp.add_argument("--owner", default="cli", help="who the deployment belongs to")
+    sp.add_argument(
+        "--timeout", type=float, default=3600.0, help="with --wait: give up after S seconds"
+    )
     sp = sub.add_parser(
         "status",
         help="Show a deployment's status, reason, outputs, resources.",
@@ -272,15 +294,26 @@ def _parser() -> argparse.ArgumentParser:
         "up",
         help="Start the embedded Airflow in the background.",
         description="Register the template catalogue and start the embedded "
-        "Airflow (SQLite, LocalExecutor) in the background.",
+        "Airflow (PostgreSQL from a wheel, LocalExecutor, supervised processes) in the "
+        "background.",
     )
     sp.set_defaults(fn=cmd_up)
     sp = sub.add_parser(
         "down",
         help="Stop the embedded Airflow.",
-        description="Stop the embedded Airflow started by `up` or `demo`.",
+        description="Stop the embedded Airflow started by `up` or `demo`, and its database.",
     )
     sp.set_defaults(fn=cmd_down)
+    sp = sub.add_parser(
+        "health",
+        help="Show the embedded Airflow's processes: up since when, restarts, last exit.",
+        description="Show the supervisor's health report of the embedded Airflow: each "
+        "process (database, scheduler, dag-processor, triggerer, API server), its state, "
+        "since when, how often it was restarted and why it last exited. Exit 1 unless all "
+        "are running.",
+    )
+    sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.set_defaults(fn=cmd_health)
     sp = sub.add_parser(
         "demo",
         help="Run the demo dimuon campaign end to end.",
@@ -290,6 +323,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "-i", "--input", action="append", metavar="NAME=VALUE", help="override a demo input"
     )
+    sp.add_argument("--timeout", type=float, default=1800.0, help="give up after S seconds")
     sp.set_defaults(fn=cmd_demo)
     sp = sub.add_parser(
         "sites",

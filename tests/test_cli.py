@@ -23,6 +23,10 @@ def home(tmp_path: Path) -> Path:
 def run(home: Path, *args: str, **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "AIRFLOW_HOME": str(home), "STRATOFLOW_HOME": str(home / "sf")}
     env.pop("STRATOFLOW_STORE_URL", None)
+    # No database server in these homes: the store is a SQLite file (tests that need the
+    # embedded PostgreSQL pass STRATOFLOW_EMBEDDED_DB themselves).
+    env.setdefault("STRATOFLOW_EMBEDDED_DB", "sqlite")
+    env.update(kw.pop("env", {}))
     return subprocess.run(
         [sys.executable, "-m", "stratoflow.cli", *args],
         capture_output=True,
@@ -149,6 +153,20 @@ def test_help_at_every_level(home, command):
 def test_status_of_unknown_deployment_exits_2(home):
     done = run(home, "status", "no-such-id")
     assert done.returncode == 2 and "not found" in done.stderr
+
+
+def test_store_commands_without_the_embedded_database_say_how_to_start_it(home):
+    done = run(home, "list", env={"STRATOFLOW_EMBEDDED_DB": "postgres"})
+    assert done.returncode == 1
+    assert "cannot reach the store" in done.stderr
+    assert "`stratoflow up` starts it" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_health_without_a_running_airflow_exits_1(home):
+    done = run(home, "health")
+    assert done.returncode == 1
+    assert "not running" in done.stdout
 
 
 def test_sites_lists_the_catalogue_and_names_each_fault(home, tmp_path):

@@ -32,9 +32,18 @@ PLAN = {"version": 1, "steps": [{"id": "provision", "after": []}], "nested": {"a
 def test_home_and_url_defaults(monkeypatch, tmp_path):
     monkeypatch.delenv("STRATOFLOW_HOME", raising=False)
     monkeypatch.delenv("STRATOFLOW_STORE_URL", raising=False)
+    monkeypatch.delenv("STRATOFLOW_EMBEDDED_DB", raising=False)
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "af"))
     assert stratoflow_home() == tmp_path / "af" / "stratoflow"
+    # The embedded PostgreSQL, over its socket beside its data in the home.
+    sock = tmp_path / "af" / "stratoflow" / "postgres-run"
+    assert default_store_url() == f"postgresql+psycopg2://postgres@/stratoflow?host={sock}"
+    monkeypatch.setenv("STRATOFLOW_EMBEDDED_DB", "sqlite")
     assert default_store_url() == f"sqlite:///{tmp_path / 'af' / 'stratoflow' / 'store.db'}"
+    monkeypatch.setenv("STRATOFLOW_EMBEDDED_DB", "mysql")
+    with pytest.raises(ValueError, match="STRATOFLOW_EMBEDDED_DB='mysql'"):
+        default_store_url()
+    monkeypatch.setenv("STRATOFLOW_EMBEDDED_DB", "sqlite")
     monkeypatch.delenv("AIRFLOW_HOME")
     assert stratoflow_home() == stratoflow_home().home() / "airflow" / "stratoflow"
     monkeypatch.setenv("STRATOFLOW_HOME", str(tmp_path / "sf"))

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Row, exc, insert, select, update
+from sqlalchemy import Engine, Row, exc, insert, select, update
 
 from stratoflow.store.admission import AdmissionOps
 from stratoflow.store.base import RACE_RETRIES
@@ -50,6 +50,19 @@ def _deployment(row: Row[Any]) -> Deployment:
     )
 
 
+def _unreachable(engine: Engine, error: exc.OperationalError) -> str:
+    where = engine.url.render_as_string(hide_password=True)
+    hint = ""
+    if engine.dialect.name == "postgresql":
+        host = engine.url.query.get("host")
+        if isinstance(host, str) and host.startswith("/"):
+            hint = (
+                "; this is the embedded PostgreSQL: `stratoflow up` starts it "
+                "(or set STRATOFLOW_EMBEDDED_DB=sqlite for a SQLite store)"
+            )
+    return f"cannot reach the store at {where}: {str(error.orig).strip()}{hint}"
+
+
 class Store(ResourceOps, AdmissionOps, ReaperLog):
     """Stratoflow's own state. Safe to use from many processes at once.
 
@@ -66,6 +79,9 @@ class Store(ResourceOps, AdmissionOps, ReaperLog):
         engine = make_engine(url or default_store_url())
         try:
             migrated = ensure_migrated(engine) if migrate else False
+        except exc.OperationalError as e:
+            engine.dispose()
+            raise StoreError(_unreachable(engine, e)) from e
         except Exception:
             engine.dispose()
             raise
