@@ -55,7 +55,7 @@ def main() -> int:
     from stratoflow.execution.placement import site_rooms
     from stratoflow.registration import catalogue_dir, register, register_catalogue
     from stratoflow.store import Store
-    from stratoflow.submit import client, submit
+    from stratoflow.submit import check_progress_possible, client, submit
 
     statuses: list[int] = []
     real_send = httpx.Client.send
@@ -67,6 +67,7 @@ def main() -> int:
 
     httpx.Client.send = counting_send  # type: ignore[method-assign]
 
+    embedded.start_database()
     register_catalogue()
     topology, plan = register(str(catalogue_dir() / "dimuon_campaign.yaml"), [], run=True)
     embedded.start(wait_s=300)
@@ -90,7 +91,10 @@ def main() -> int:
                 t.join()
             submitted = time.monotonic() - start
             done = [ids[i] for i in sorted(ids)]
+            # A deadline, and an Airflow process down for good fails the wait at once.
+            deadline = time.monotonic() + 120 + 90 * len(owners)
             while any(store.get_deployment(i).status.value == "CREATE_IN_PROGRESS" for i in done):
+                check_progress_possible(deadline, f"the burst of {len(owners)}")
                 time.sleep(1)
             return done, time.monotonic() - start, submitted
 

@@ -65,22 +65,29 @@ def assert_no_secrets(airflow_env: dict[str, str], result: dict, secrets: dict[s
     """Scan everything a user or operator can read about the run: its task logs (`dags
     test` prints them; any log files too), its XComs and its conf (straight from the test's
     own metadata DB)."""
-    import sqlite3
+    from sqlalchemy import create_engine, text
+
+    from stratoflow import embedded
 
     home = Path(airflow_env["AIRFLOW_HOME"])
     run_id = result["run_id"]
     logs = result["log"] + "".join(
         p.read_text(errors="replace") for p in (home / "logs").rglob("*") if p.is_file()
     )
-    with sqlite3.connect(home / "airflow.db") as db:
-        xcom = db.execute("SELECT value FROM xcom WHERE run_id = ?", (run_id,)).fetchall()
-        conf = db.execute("SELECT conf FROM dag_run WHERE run_id = ?", (run_id,)).fetchall()
+    engine = create_engine(embedded.airflow_database_url())
+    try:
+        with engine.connect() as db:
+            args = {"run_id": run_id}
+            xcom = db.execute(text("SELECT value FROM xcom WHERE run_id = :run_id"), args).all()
+            conf = db.execute(text("SELECT conf FROM dag_run WHERE run_id = :run_id"), args).all()
+    finally:
+        engine.dispose()
     places = {"task logs": logs, "XCom": repr(xcom), "run conf": repr(conf)}
     assert result["plan"]["dag_id"] in logs and xcom, "the scan must see the run's logs and XComs"
     for what, secret in secrets.items():
         assert len(secret) >= 8
-        for where, text in places.items():
-            assert secret not in text, f"the {what} leaked into the {where}"
+        for where, content in places.items():
+            assert secret not in content, f"the {what} leaked into the {where}"
 
 
 OS_PASSWORD = "os-dagrun-password-71c2"

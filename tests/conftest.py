@@ -175,7 +175,6 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    import subprocess
     import sys
 
     home = tmp_path_factory.mktemp("airflow_home")

@@ -242,6 +242,10 @@ def start(wait_s: float = 240.0, log=print) -> None:
         return
     start_database()
     if supervisor_pid() is None:
+        from stratoflow.embedded.supervisor import kill_leftovers
+
+        _reap_pidfile()
+        kill_leftovers(airflow_home())
         if _port_taken(api_port()):
             if is_healthy():
                 _check_ours()

@@ -230,19 +230,28 @@ def _signal_groups(pgids: list[int], sig: signal.Signals) -> None:
             os.killpg(pgid, sig)
 
 
-def kill_leftovers(airflow_home: Path) -> None:
-    """Kill what a crashed earlier supervisor of this home left running: two schedulers
-    on one database would both schedule."""
+def kill_leftovers(airflow_home: Path, wait_s: float = 15.0) -> None:
+    """Kill what a crashed earlier supervisor of this home left running (two schedulers
+    on one database would both schedule; an old API server holds the port), and wait
+    until they are gone."""
     old = health.read(airflow_home)
     if old is None or old.supervisor_pid == os.getpid():
         return
-    for comp in old.components:
-        if comp.name == "postgres":
-            continue
-        for pgid in comp.pgids:
-            if _is_airflow_group(pgid, airflow_home):
-                log.warning("%s: killing process group %d left by an earlier run", comp.name, pgid)
-                _signal_groups([pgid], signal.SIGKILL)
+    left = [
+        (comp.name, pgid)
+        for comp in old.components
+        if comp.name != "postgres"
+        for pgid in comp.pgids
+        if _is_airflow_group(pgid, airflow_home)
+    ]
+    for name, pgid in left:
+        log.warning("%s: killing process group %d left by an earlier run", name, pgid)
+        _signal_groups([pgid], signal.SIGKILL)
+    deadline = time.monotonic() + wait_s
+    while any(_is_airflow_group(pgid, airflow_home) for _, pgid in left):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
 
 
 def _is_airflow_group(pgid: int, airflow_home: Path) -> bool:

@@ -1,0 +1,185 @@
+"""Benchmark: a burst of demo campaigns posted at once to the embedded default.
+
+Not a test. In a fresh embedded Airflow (its own AIRFLOW_HOME, PostgreSQL data and port,
+the default catalogue: one local site of the whole machine), it first runs one demo
+campaign alone (the baseline), then posts N demo campaigns at once from 8 client threads,
+half through Stratoflow's ``POST /stratoflow/deployments`` and half through Airflow's own
+``POST /api/v2/dags/{dag_id}/dagRuns``, with plain HTTP clients that never retry (so every
+5xx is seen), and waits for them all: with a deadline, and failing at once with the
+supervisor's health report if an Airflow process is down for good.
+
+    .venv/bin/python bench/embedded_burst.py [--submissions 50] [--clients 8] [--keep]
+
+Last line: ``submissions=50 http_5xx=.. completed=.. process_exits=.. accept_p50_ms=..
+accept_p99_ms=.. makespan_s=.. single_s=.. ratio_vs_serial=..``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--submissions", type=int, default=50)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--keep", action="store_true", help="keep the Airflow home")
+    args = ap.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="sf-burst-"))
+    os.environ.update(
+        AIRFLOW_HOME=str(home / "airflow"),
+        STRATOFLOW_HOME=str(home / "airflow" / "stratoflow"),
+        STRATOFLOW_AIRFLOW_PORT=str(free_port()),
+    )
+    for name in ("STRATOFLOW_STORE_URL", "STRATOFLOW_EMBEDDED_DB", "STRATOFLOW_AIRFLOW_URL"):
+        os.environ.pop(name, None)
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]
+
+    import httpx
+
+    from stratoflow import embedded
+    from stratoflow.registration import catalogue_dir, register, register_catalogue
+    from stratoflow.store import Store, deployment_id_for
+    from stratoflow.submit import check_progress_possible, client, submit
+
+    started = time.monotonic()
+    embedded.start_database()
+    register_catalogue()
+    topology, plan = register(str(catalogue_dir() / "dimuon_campaign.yaml"), [], run=True)
+    embedded.start(wait_s=300)
+    up_s = time.monotonic() - started
+    store = Store.open()
+    base = embedded.api_url()
+    dag_id = plan["dag_id"]
+    conf = dict(topology.bound_inputs)
+    exits_at_start = 0
+
+    def restarts() -> int:
+        report = embedded.health_report()
+        assert report is not None
+        return sum(c.restarts + (c.state == "failed") for c in report.components)
+
+    def wait_all(ids: list[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            pending = [
+                i
+                for i in ids
+                if (d := store.get_deployment(i)) is None or d.status.value == "CREATE_IN_PROGRESS"
+            ]
+            if not pending:
+                return
+            check_progress_possible(deadline, f"{len(pending)} of {len(ids)} deployments")
+            time.sleep(2)
+
+    try:
+        with client() as api:
+            api.wait_for_dag(dag_id)
+        t0 = time.monotonic()
+        single, _ = submit(plan, conf, owner="bench")
+        wait_all([single], timeout=600)
+        single_s = time.monotonic() - t0
+        assert store.get_deployment(single).status.value == "CREATE_COMPLETE"
+        exits_at_start = restarts()
+
+        work: queue.Queue[int] = queue.Queue()
+        for i in range(args.submissions):
+            work.put(i)
+        accepted: list[tuple[float, int]] = []  # (seconds, status)
+        ids: list[str] = []
+        lock = threading.Lock()
+        password = embedded.admin_password()
+
+        def poster() -> None:
+            with httpx.Client(base_url=base, timeout=120) as http:
+                token = http.post(
+                    "/auth/token", json={"username": embedded.ADMIN, "password": password}
+                ).json()["access_token"]
+                headers = {"Authorization": f"Bearer {token}"}
+                while True:
+                    try:
+                        i = work.get_nowait()
+                    except queue.Empty:
+                        return
+                    t = time.monotonic()
+                    if i % 2 == 0:
+                        r = http.post(
+                            "/stratoflow/deployments",
+                            json={"template": "dimuon_campaign.yaml", "inputs": {}},
+                            headers=headers,
+                        )
+                        new_id = r.json().get("id") if r.status_code == 201 else None
+                    else:
+                        run_id = f"airflow_api__{uuid.uuid4().hex[:16]}"
+                        body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+                        r = http.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body, headers=headers)
+                        new_id = deployment_id_for(dag_id, run_id) if r.is_success else None
+                    with lock:
+                        accepted.append((time.monotonic() - t, r.status_code))
+                        if new_id:
+                            ids.append(new_id)
+
+        burst_start = time.monotonic()
+        threads = [threading.Thread(target=poster) for _ in range(args.clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        window_s = time.monotonic() - burst_start
+        wait_all(ids, timeout=120 + 90 * args.submissions)
+        makespan = time.monotonic() - burst_start
+        completed = sum(store.get_deployment(i).status.value == "CREATE_COMPLETE" for i in ids)
+        exits = restarts() - exits_at_start
+    finally:
+        embedded.stop()
+        if not args.keep:
+            shutil.rmtree(home, ignore_errors=True)
+    latencies = [s * 1000 for s, _ in accepted]
+    http_5xx = sum(1 for _, code in accepted if code >= 500)
+    other = sorted({code for _, code in accepted if not 200 <= code < 300 and code < 500})
+    print(f"up (database, migrations, supervisor, healthy): {up_s:.1f} s")
+    print(f"one campaign alone: {single_s:.1f} s (the baseline)")
+    print(
+        f"{args.submissions} posted by {args.clients} clients in {window_s:.1f} s; "
+        f"all ended after {makespan:.1f} s"
+    )
+    print(f"accept latency ms: p50 {statistics.median(latencies):.0f}, max {max(latencies):.0f}")
+    if other:
+        print(f"refused with: {other}")
+    print(
+        f"submissions={args.submissions} http_5xx={http_5xx} completed={completed}"
+        f" process_exits={exits} accept_p50_ms={percentile(latencies, 50):.0f}"
+        f" accept_p99_ms={percentile(latencies, 99):.0f} makespan_s={makespan:.1f}"
+        f" submit_window_s={window_s:.1f} single_s={single_s:.1f}"
+        f" ratio_vs_serial={makespan / (args.submissions * single_s):.2f} up_s={up_s:.1f}"
+    )
+    ok = completed == args.submissions and http_5xx == 0 and exits == 0 and not other
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
