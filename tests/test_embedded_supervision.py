@@ -57,6 +57,10 @@ def submit(inputs: dict) -> str:
     return deployment_id
 
 
+def admitted(store: Store, deployment_id: str) -> bool:
+    return (store.admission_record(deployment_id) or {}).get("state") == "admitted"
+
+
 def final(store: Store, deployment_id: str, timeout: float = 240):
     return wait_for(
         lambda: (d := store.get_deployment(deployment_id)) and d.status.value in TERMINAL and d,
@@ -68,7 +72,8 @@ def final(store: Store, deployment_id: str, timeout: float = 240):
 def test_a_killed_scheduler_is_restarted_and_the_run_completes(airflow_up):
     store = Store.open()
     deployment_id = submit({"site": "pool", "seconds": "15"})
-    wait_for(lambda: store.get_deployment(deployment_id).task == "run", 120, "the job to run")
+    wait_for(lambda: admitted(store, deployment_id), 120, "the run to be admitted")
+    time.sleep(3)  # into its job
     victim = component("scheduler").pid
     os.kill(victim, signal.SIGKILL)
 
@@ -85,9 +90,9 @@ def test_a_killed_scheduler_is_restarted_and_the_run_completes(airflow_up):
 
 def test_a_killed_triggerer_while_a_run_waits_in_the_queue(airflow_up):
     store = Store.open()
-    holder = submit({"site": "tight", "seconds": "8"})
-    wait_for(lambda: (store.admission_record(holder) or {}).get("state") == "admitted", 120, "x")
-    waiter = submit({"site": "tight", "seconds": "1"})
+    holder = submit({"site": "pool", "cores": 2, "seconds": "8"})
+    wait_for(lambda: admitted(store, holder), 120, "the first run to be admitted")
+    waiter = submit({"site": "pool", "seconds": "1"})
     wait_for(lambda: store.get_deployment(waiter).task == "queue", 120, "the second to queue")
     os.kill(component("triggerer").pid, signal.SIGKILL)
 
@@ -134,6 +139,7 @@ def test_a_component_given_up_on_makes_waiters_fail_at_once(airflow_up, monkeypa
 def test_up_on_a_port_in_use_says_what_to_do(airflow_up):
     airflow_up.stop(keep_database=True)
     with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", airflow_up.api_port()))
         squatter.listen()
         started = time.monotonic()
@@ -148,7 +154,9 @@ def test_up_on_a_port_in_use_says_what_to_do(airflow_up):
 def test_up_after_a_crashed_supervisor_leaves_one_of_each(airflow_up):
     airflow_up.start(wait_s=300)
     old = {c.name: c.pid for c in airflow_up.health_report().components}
-    os.kill(airflow_up.supervisor_pid(), signal.SIGKILL)  # its children live on
+    supervisor = airflow_up.supervisor_pid()
+    os.kill(supervisor, signal.SIGKILL)  # its children live on
+    wait_for(lambda: not pid_alive(supervisor), 10, "the supervisor to die")
     assert pid_alive(old["scheduler"])
     airflow_up.start(wait_s=300)
     assert not pid_alive(old["scheduler"])

@@ -116,6 +116,10 @@ load_examples = False
 dags_are_paused_at_creation = False
 parallelism = 8
 max_active_tasks_per_dag = 8
+# Stratoflow's admission queue orders waiting deployments (fair share, priorities); Airflow's
+# default cap of 16 runs per DAG would hold the 17th run of a template back in FIFO order
+# before it ever reached that queue. A waiting run costs one deferred trigger.
+max_active_runs_per_dag = 1000
 simple_auth_manager_users = {ADMIN}:admin
 simple_auth_manager_passwords_file = {passwords_file(home)}
 

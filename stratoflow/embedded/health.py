@@ -32,9 +32,10 @@ class ComponentHealth:
     restarts: int = 0
     last_exit: str | None = None
     last_exit_at: str | None = None
-    # Process groups ever started for this component: a later supervisor kills what is
-    # left of them after a crash of this one.
-    pgids: list[int] = field(default_factory=list)
+    # Process groups started for this component, each as (pgid, the leader's start time in
+    # clock ticks since boot): a later supervisor kills what is left of them after a crash
+    # of this one, and the start time tells a leftover from a new process with a reused PID.
+    groups: list[list[int]] = field(default_factory=list)
 
 
 @dataclass
@@ -78,6 +79,14 @@ def read(airflow_home: Path) -> HealthReport | None:
         return None
 
 
+def start_ticks(pid: int) -> int | None:
+    """When the process started (clock ticks since boot), or None if it is gone."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
@@ -89,7 +98,7 @@ def pid_alive(pid: int | None) -> bool:
         return True
     # A zombie is dead for our purposes (its parent has not reaped it yet).
     try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1] != "Z"
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][:1] != "Z"
     except OSError:
         return False
 

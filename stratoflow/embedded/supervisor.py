@@ -122,8 +122,9 @@ class Supervisor:
         finally:
             out.close()
         comp.health.pid = comp.proc.pid
-        comp.health.pgids.append(comp.proc.pid)
-        comp.health.pgids = comp.health.pgids[-20:]
+        started = health.start_ticks(comp.proc.pid)
+        if started is not None:
+            comp.health.groups = [*comp.health.groups, [comp.proc.pid, started]][-20:]
 
     def _start(self, comp: Component) -> None:
         try:
@@ -211,14 +212,14 @@ class Supervisor:
         self._publish()
         airflow = [c for c in self.components if c.proc is not None]
         for comp in airflow:
-            _signal_groups(comp.health.pgids, signal.SIGTERM)
+            _signal_groups([g for g, _ in comp.health.groups], signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S
         for comp in airflow:
             assert comp.proc is not None
             with contextlib.suppress(subprocess.TimeoutExpired):
                 comp.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         for comp in airflow:
-            _signal_groups(comp.health.pgids, signal.SIGKILL)
+            _signal_groups([g for g, _ in comp.health.groups], signal.SIGKILL)
             comp.health.state, comp.health.pid = STOPPED, None
         log.info("all components stopped")
         self._publish()
@@ -238,31 +239,25 @@ def kill_leftovers(airflow_home: Path, wait_s: float = 15.0) -> None:
     if old is None or old.supervisor_pid == os.getpid():
         return
     left = [
-        (comp.name, pgid)
+        (comp.name, pgid, ticks)
         for comp in old.components
-        if comp.name != "postgres"
-        for pgid in comp.pgids
-        if _is_airflow_group(pgid, airflow_home)
+        for pgid, ticks in comp.groups
+        if _group_alive(pgid, ticks)
     ]
-    for name, pgid in left:
+    for name, pgid, _ in left:
         log.warning("%s: killing process group %d left by an earlier run", name, pgid)
         _signal_groups([pgid], signal.SIGKILL)
     deadline = time.monotonic() + wait_s
-    while any(_is_airflow_group(pgid, airflow_home) for _, pgid in left):
+    while any(_group_alive(pgid, ticks) for _, pgid, ticks in left):
         if time.monotonic() > deadline:
             break
         time.sleep(0.1)
 
 
-def _is_airflow_group(pgid: int, airflow_home: Path) -> bool:
-    """Is ``pgid`` still an Airflow process of this home? (PIDs are reused, and other
-    homes on this machine run Airflow too.)"""
-    try:
-        cmdline = Path(f"/proc/{pgid}/cmdline").read_bytes()
-        environ = Path(f"/proc/{pgid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"airflow" in cmdline and f"AIRFLOW_HOME={airflow_home}".encode() in environ
+def _group_alive(pgid: int, ticks: int) -> bool:
+    """Is the group's leader, started at ``ticks``, still there (not a zombie)? PIDs are
+    reused, and other homes on this machine run Airflow too: the start time tells."""
+    return health.start_ticks(pgid) == ticks and health.pid_alive(pgid)
 
 
 def lock_path(airflow_home: Path) -> Path:
