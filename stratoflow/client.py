@@ -4,8 +4,10 @@ It authenticates either with a user name and password (the CLI: a JWT from
 ``/auth/token``) or with a caller's own bearer token (the deployments API, so that Airflow
 applies its permissions to the real user and its audit log names them).
 
-Every call is retried on transport errors and 5xx. Airflow answers 500 "Database error"
-when its metadata DB is briefly locked (SQLite under load), and that must not fail a
+Every call is retried on transport errors and 5xx. The embedded PostgreSQL made the
+"database is locked" 500s of SQLite rare, but the retries stay: an API server that the
+supervisor is restarting refuses connections for a few seconds, SQLite remains possible
+by configuration, and a production Airflow can fail over. None of that may fail a
 submission. All the calls are safe to repeat: a trigger carries its own ``dag_run_id``,
 so a retry of a trigger that did land gets 409 and the existing run is returned.
 """

@@ -178,13 +178,14 @@ def test_a_burst_all_completes_two_at_a_time_fairly(queued_plan, http_statuses):
         assert [e for e in store.step_events(i) if e["kind"] == "retry"] == []
     # Fair share: an owner's n-th waiting run ranks with every other owner's n-th, so of
     # the others' runs still waiting when bob's last arrived, at most two per owner go
-    # before bob's last one.
+    # before bob's last one, plus the two the pool may already have chosen then (a run
+    # found ready keeps its turn while a worker resumes it).
     bobs = [store.admission_record(b) for b in bob]
     arrived, bob_done = max(r["enqueued_at"] for r in bobs), max(r["admitted_at"] for r in bobs)
     others = [r for r in records if r["deployment_id"] not in bob]
     waiting = [r for r in others if r["enqueued_at"] <= arrived < r["admitted_at"]]
     before_bob = [r for r in waiting if r["admitted_at"] < bob_done]
-    assert len(before_bob) <= 2 * len({r["owner"] for r in waiting}), (len(waiting), before_bob)
+    assert len(before_bob) <= 2 * len({r["owner"] for r in waiting}) + 2, (len(waiting), before_bob)
     # While they waited, status said where and why.
     assert any(
         r.startswith("waiting for capacity at pool: position") for r in waiting_reasons.values()
