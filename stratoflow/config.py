@@ -45,7 +45,9 @@ _SOCKET_NAME = ".s.PGSQL.5432"
 def embedded_db() -> str:
     kind = (os.environ.get(EMBEDDED_DB_ENV) or "postgres").strip().lower()
     if kind not in EMBEDDED_DB_KINDS:
-        raise ValueError(
+        from stratoflow.errors import ConfigError
+
+        raise ConfigError(
             f"{EMBEDDED_DB_ENV}={kind!r}: expected one of {', '.join(EMBEDDED_DB_KINDS)}"
         )
     return kind

@@ -34,6 +34,10 @@ class TemplateError(StratoflowError):
         super().__init__("\n".join(str(i) for i in self.issues))
 
 
+class ConfigError(StratoflowError, ValueError):
+    """A setting (an environment variable, a configuration file) has a value we cannot use."""
+
+
 class SiteError(StratoflowError):
     """A site refused or failed an operation (capacity, quota, API error)."""
 

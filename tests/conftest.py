@@ -155,6 +155,7 @@ def isolated_stratoflow_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 #                 catalogue that may also read the test templates' data. Sets os.environ
 #                 for the session so in-process registration and the subprocesses agree.
 #   run_dag       register a template and run one real DAG run with `airflow dags test`
+#   (tests/engine.py: assert_engine_alive(), for every wait on runs)
 # =========================================================================================
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,6 +9,8 @@ import httpx
 import jwt
 import pytest
 
+from tests.engine import assert_engine_alive
+
 pytestmark = [
     pytest.mark.airflow,
     # The embedded Airflow's own secret is what the "expired" token must be signed with.
@@ -179,6 +181,7 @@ def test_demo_deployment_runs_to_complete_with_its_outputs(api):
         if info["status"] != "CREATE_IN_PROGRESS":
             break
         assert time.monotonic() < deadline, f"still {info['status']} after 300 s"
+        assert_engine_alive()
         time.sleep(3)
     assert info["status"] == "CREATE_COMPLETE", info.get("status_reason")
     assert info["owner"] == "admin"  # the authenticated user, not a fixed name

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from stratoflow.store import Store
+from tests.engine import assert_engine_alive
 
 pytestmark = pytest.mark.airflow
 
@@ -69,6 +70,7 @@ def test_rest_trigger_uses_typed_params_and_rejects_bad_conf(airflow_up):
     deadline = time.monotonic() + 300
     while api.get_run(dag_id, run_id)["state"] not in ("success", "failed"):
         assert time.monotonic() < deadline, "run did not finish"
+        assert_engine_alive()
         time.sleep(2)
     assert api.get_run(dag_id, run_id)["state"] == "success"
     dep = Store.open().get_deployment(deployment_id_for(dag_id, run_id))

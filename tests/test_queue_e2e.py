@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from stratoflow.store import Store
+from tests.engine import assert_engine_alive
 
 pytestmark = pytest.mark.airflow
 
@@ -116,6 +117,7 @@ def wait_all(store: Store, ids: list[str], timeout: float = 420, seen: dict | No
             return deployments
         pending = [d.status.value for d in deployments.values() if d.status.value not in TERMINAL]
         assert time.monotonic() < deadline, f"{len(pending)} runs not finished: {pending}"
+        assert_engine_alive()
         time.sleep(1)
 
 

@@ -177,9 +177,9 @@ def health_report() -> health.HealthReport | None:
 def engine_problem() -> str | None:
     """Why runs cannot progress on the embedded Airflow, with its health report; None when
     they can, or when Airflow is not ours (an Airflow elsewhere has no report here)."""
-    if os.environ.get("STRATOFLOW_AIRFLOW_URL") and not _pidfile().exists():
-        return None
     report = health_report()
+    if report is None:
+        return None  # not started here: an Airflow run some other way is not ours to judge
     why = health.problem(report)
     return None if why is None else f"{why}\n{health.render(report)}"
 
@@ -204,7 +204,7 @@ def start_database() -> None:
         return
     from stratoflow.embedded import database, legacy
 
-    legacy.refuse_unmigrated_sqlite_home()
+    legacy.refuse_ambiguous_home()
     database.start(databases=(AIRFLOW_DATABASE, STORE_DATABASE))
     legacy.migrate_sqlite_store()
 

@@ -31,7 +31,7 @@ def legacy_store() -> Path | None:
     return path if path.exists() else None
 
 
-def refuse_unmigrated_sqlite_home() -> None:
+def refuse_ambiguous_home() -> None:
     """A home that has both an old SQLite store and a copy marker is ambiguous: say so."""
     path = legacy_store()
     if path is not None and path.with_name(path.name + MIGRATED_SUFFIX).exists():
