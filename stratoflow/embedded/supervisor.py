@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -212,14 +213,14 @@ class Supervisor:
         self._publish()
         airflow = [c for c in self.components if c.proc is not None]
         for comp in airflow:
-            _signal_groups([g for g, _ in comp.health.groups], signal.SIGTERM)
+            _signal_groups(_live_groups(comp.health), signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S
         for comp in airflow:
             assert comp.proc is not None
             with contextlib.suppress(subprocess.TimeoutExpired):
                 comp.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         for comp in airflow:
-            _signal_groups([g for g, _ in comp.health.groups], signal.SIGKILL)
+            _signal_groups(_live_groups(comp.health), signal.SIGKILL)
             comp.health.state, comp.health.pid = STOPPED, None
         log.info("all components stopped")
         self._publish()
@@ -254,10 +255,34 @@ def kill_leftovers(airflow_home: Path, wait_s: float = 15.0) -> None:
         time.sleep(0.1)
 
 
+def _live_groups(comp: ComponentHealth) -> list[int]:
+    return [pgid for pgid, ticks in comp.groups if _group_alive(pgid, ticks)]
+
+
 def _group_alive(pgid: int, ticks: int) -> bool:
-    """Is the group's leader, started at ``ticks``, still there (not a zombie)? PIDs are
-    reused, and other homes on this machine run Airflow too: the start time tells."""
-    return health.start_ticks(pgid) == ticks and health.pid_alive(pgid)
+    """Does a process of this group, started by us at ``ticks``, still run?
+
+    The leader may be gone while its children (a scheduler's task processes) live on in
+    its group; Linux does not reuse a PID while a group bears it. Once the whole group is
+    gone the number may be reused, by a process whose start time then differs.
+    """
+    leader = health.start_ticks(pgid)
+    if leader is not None and leader != ticks:
+        return False
+    return any(_members(pgid))
+
+
+def _members(pgid: int) -> Iterator[int]:
+    """The live (not zombie) processes of process group ``pgid``."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry.name}/stat").read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            yield int(entry.name)
 
 
 def lock_path(airflow_home: Path) -> Path:

@@ -15,8 +15,10 @@ RACE_RETRIES = 5
 
 
 class StoreBase:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, shared: bool = False) -> None:
         self._engine = engine
+        # A shared engine (engine.shared_engine) outlives this store: close() leaves it.
+        self._shared = shared
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
         # True when the Store.open() that made this store ran migrations (for logs/tests).
         self.migrated = False
@@ -46,7 +48,8 @@ class StoreBase:
             yield conn
 
     def close(self) -> None:
-        self._engine.dispose()
+        if not self._shared:
+            self._engine.dispose()
 
     def __enter__(self) -> Self:
         return self

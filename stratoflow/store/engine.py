@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,27 @@ def sqlite_path(url: URL) -> Path | None:
     if url.get_backend_name() != "sqlite" or not db or db == ":memory:" or db.startswith("file:"):
         return None
     return Path(db)
+
+
+_shared: dict[tuple[str, int], Engine] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_engine(url: str | URL) -> tuple[Engine, bool]:
+    """The engine for ``url``, and whether it is shared. A database server's engine is
+    made once per process and kept: a store opened per request or per trigger poll then
+    reuses pooled connections, where a new engine each time cost a connection (a new
+    server process, on PostgreSQL) and its teardown. SQLite engines hold no connection
+    (NullPool) and are made each time."""
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        return make_engine(u), False
+    key = (u.render_as_string(hide_password=False), os.getpid())
+    with _shared_lock:
+        engine = _shared.get(key)
+        if engine is None:
+            engine = _shared[key] = make_engine(u)
+    return engine, True
 
 
 def make_engine(url: str | URL) -> Engine:

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, Row, exc, insert, select, update
 from stratoflow.store.admission import AdmissionOps
 from stratoflow.store.base import RACE_RETRIES
 from stratoflow.store.config import default_store_url
-from stratoflow.store.engine import make_engine
+from stratoflow.store.engine import shared_engine
 from stratoflow.store.migrate import ensure_migrated
 from stratoflow.store.models import Deployment, DeploymentStatus, NotFound, StoreError
 from stratoflow.store.reaper_log import ReaperLog
@@ -76,7 +76,7 @@ class Store(ResourceOps, AdmissionOps, ReaperLog):
         Cheap when the schema is current (one SELECT), so tasks can call it freely.
         """
         started = time.perf_counter()
-        engine = make_engine(url or default_store_url())
+        engine, shared = shared_engine(url or default_store_url())
         try:
             migrated = ensure_migrated(engine) if migrate else False
         except exc.OperationalError as e:
@@ -85,7 +85,7 @@ class Store(ResourceOps, AdmissionOps, ReaperLog):
         except Exception:
             engine.dispose()
             raise
-        store = cls(engine)
+        store = cls(engine, shared=shared)
         store.migrated = migrated
         log.debug("opened %r in %.1f ms", store, (time.perf_counter() - started) * 1000)
         return store
