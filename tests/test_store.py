@@ -6,10 +6,12 @@ import json
 import time
 import uuid
 from datetime import UTC
+from pathlib import Path
 
 import pytest
 from sqlalchemy import exc
 
+from stratoflow.config import embedded_pg_socket_dir
 from stratoflow.store import (
     Deployment,
     DeploymentStatus,
@@ -35,8 +37,11 @@ def test_home_and_url_defaults(monkeypatch, tmp_path):
     monkeypatch.delenv("STRATOFLOW_EMBEDDED_DB", raising=False)
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "af"))
     assert stratoflow_home() == tmp_path / "af" / "stratoflow"
-    # The embedded PostgreSQL, over its socket beside its data in the home.
-    sock = tmp_path / "af" / "stratoflow" / "postgres-run"
+    # The embedded PostgreSQL, over its socket: beside its data in the home when the path
+    # fits in a socket address, else in /tmp under a name derived from the home.
+    sock = embedded_pg_socket_dir()
+    assert sock in (tmp_path / "af" / "stratoflow" / "postgres-run", Path("/tmp") / sock.name)
+    assert len(str(sock / ".s.PGSQL.5432")) <= 107
     assert default_store_url() == f"postgresql+psycopg2://postgres@/stratoflow?host={sock}"
     monkeypatch.setenv("STRATOFLOW_EMBEDDED_DB", "sqlite")
     assert default_store_url() == f"sqlite:///{tmp_path / 'af' / 'stratoflow' / 'store.db'}"
@@ -50,6 +55,16 @@ def test_home_and_url_defaults(monkeypatch, tmp_path):
     assert stratoflow_home() == tmp_path / "sf"
     monkeypatch.setenv("STRATOFLOW_STORE_URL", "postgresql+psycopg2://u@h/db")
     assert default_store_url() == "postgresql+psycopg2://u@h/db"
+
+
+def test_a_long_home_puts_the_socket_in_tmp(monkeypatch):
+    monkeypatch.setenv("STRATOFLOW_HOME", "/srv/" + "deep/" * 30 + "home")
+    long_home = embedded_pg_socket_dir()
+    monkeypatch.setenv("STRATOFLOW_HOME", "/srv/" + "deep/" * 30 + "other")
+    assert long_home.parent == Path("/tmp") and long_home.name.startswith("stratoflow-pg-")
+    assert embedded_pg_socket_dir() != long_home  # one server per home
+    monkeypatch.setenv("STRATOFLOW_HOME", "/srv/sf")
+    assert embedded_pg_socket_dir() == Path("/srv/sf/postgres-run")
 
 
 def test_open_default_creates_home(isolated_stratoflow_home):

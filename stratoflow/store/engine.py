@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +80,7 @@ def _sqlite_engine(u: URL) -> Engine:
             # busy_timeout first: switching to WAL needs a lock another process may hold.
             cur.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
             if path is not None:
-                cur.execute("PRAGMA journal_mode = WAL")
+                _switch_to_wal(cur)
                 # In WAL mode NORMAL is durable against application crashes and much cheaper.
                 cur.execute("PRAGMA synchronous = NORMAL")
         finally:
@@ -92,6 +94,22 @@ def _sqlite_engine(u: URL) -> Engine:
             conn.exec_driver_sql("BEGIN")
 
     return engine
+
+
+def _switch_to_wal(cur: Any) -> None:
+    """``PRAGMA journal_mode = WAL``, waiting out the lock. On a new file, the first
+    switch needs an exclusive lock and, when several processes open the file at once,
+    SQLite can refuse it with "database is locked" at once, busy_timeout or not (seen
+    with eight processes opening one new store)."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _server_engine(u: URL) -> Engine:

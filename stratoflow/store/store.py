@@ -81,6 +81,8 @@ class Store(ResourceOps, AdmissionOps, ReaperLog):
             migrated = ensure_migrated(engine) if migrate else False
         except exc.OperationalError as e:
             engine.dispose()
+            if engine.dialect.name == "sqlite":  # a lock or a bad file, not a server away
+                raise
             raise StoreError(_unreachable(engine, e)) from e
         except Exception:
             engine.dispose()
