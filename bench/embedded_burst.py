@@ -17,25 +17,15 @@ accept_p99_ms=.. makespan_s=.. single_s=.. ratio_vs_serial=..``.
 from __future__ import annotations
 
 import argparse
-import os
 import queue
 import shutil
-import socket
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from fresh_home import use_fresh_embedded_home  # bench/ is on sys.path when run as a script
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -49,15 +39,7 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--keep", action="store_true", help="keep the Airflow home")
     args = ap.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="sf-burst-"))
-    os.environ.update(
-        AIRFLOW_HOME=str(home / "airflow"),
-        STRATOFLOW_HOME=str(home / "airflow" / "stratoflow"),
-        STRATOFLOW_AIRFLOW_PORT=str(free_port()),
-    )
-    for name in ("STRATOFLOW_STORE_URL", "STRATOFLOW_EMBEDDED_DB", "STRATOFLOW_AIRFLOW_URL"):
-        os.environ.pop(name, None)
-    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]
+    home = use_fresh_embedded_home("sf-burst-")
 
     import httpx
 

@@ -17,22 +17,15 @@ Last line: ``campaigns=50 completed=N makespan_s=.. ideal_s=.. efficiency=.. ...
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import socket
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
+from fresh_home import use_fresh_embedded_home  # bench/ is on sys.path when run as a script
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> int:
@@ -40,14 +33,7 @@ def main() -> int:
     ap.add_argument("--campaigns", type=int, default=50)
     ap.add_argument("--keep", action="store_true", help="keep the Airflow home")
     args = ap.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="stratoflow-queue-bench-"))
-    os.environ.update(
-        AIRFLOW_HOME=str(home / "airflow"),
-        STRATOFLOW_HOME=str(home / "airflow" / "stratoflow"),
-        STRATOFLOW_AIRFLOW_PORT=str(free_port()),
-    )
-    os.environ.pop("STRATOFLOW_STORE_URL", None)
-    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]
+    home = use_fresh_embedded_home("stratoflow-queue-bench-")
 
     import httpx
 

@@ -25,6 +25,7 @@ from stratoflow.config import embedded_db, embedded_pg_url
 from stratoflow.embedded import health
 from stratoflow.errors import StratoflowError
 from stratoflow.filelock import locked
+from stratoflow.store.config import EMBEDDED_STORE_DATABASE
 
 
 class EmbeddedAirflowError(StratoflowError):
@@ -73,7 +74,6 @@ def _secret(home: Path, name: str) -> str:
 
 
 AIRFLOW_DATABASE = "airflow"
-STORE_DATABASE = "stratoflow"
 
 
 @contextlib.contextmanager
@@ -208,7 +208,7 @@ def start_database() -> None:
     from stratoflow.embedded import database, legacy
 
     legacy.refuse_ambiguous_home()
-    database.start(databases=(AIRFLOW_DATABASE, STORE_DATABASE))
+    database.start(databases=(AIRFLOW_DATABASE, EMBEDDED_STORE_DATABASE))
     legacy.migrate_sqlite_store()
 
 

@@ -141,8 +141,14 @@ def server_pid() -> int | None:
     return pid
 
 
+def running_pid() -> int | None:
+    """The postmaster's PID when it runs and its socket is there (it serves), else None."""
+    pid = server_pid()
+    return pid if pid and (embedded_pg_socket_dir() / ".s.PGSQL.5432").exists() else None
+
+
 def is_running() -> bool:
-    return server_pid() is not None and (embedded_pg_socket_dir() / ".s.PGSQL.5432").exists()
+    return running_pid() is not None
 
 
 def start(databases: tuple[str, ...] = ()) -> None:

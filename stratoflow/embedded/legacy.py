@@ -79,7 +79,9 @@ def migrate_sqlite_store(log=print) -> int:
         old.close()
         new.close()
     path.rename(path.with_name(path.name + MIGRATED_SUFFIX))
-    airflow_db = Path(os.environ.get("AIRFLOW_HOME") or "~/airflow").expanduser() / "airflow.db"
+    from stratoflow.embedded import airflow_home
+
+    airflow_db = airflow_home() / "airflow.db"
     log(
         f"copied {copied} deployments from the earlier SQLite store {path} into the "
         f"embedded PostgreSQL; the file is kept as {path.name}{MIGRATED_SUFFIX}"

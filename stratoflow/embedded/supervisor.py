@@ -99,7 +99,7 @@ class Supervisor:
     def _database_pid(self) -> int | None:
         from stratoflow.embedded import database
 
-        return database.server_pid() if database.is_running() else None
+        return database.running_pid()
 
     def _start_database(self, comp: Component) -> None:
         from stratoflow.embedded import database
@@ -191,8 +191,8 @@ class Supervisor:
     def run(self) -> None:
         kill_leftovers(self.home)
         for comp in self.components:
-            if comp.name == "postgres" and self._database_pid():
-                comp.health.pid, comp.health.state = self._database_pid(), RUNNING
+            if comp.name == "postgres" and (pid := self._database_pid()):
+                comp.health.pid, comp.health.state = pid, RUNNING
                 comp.health.since, comp.started_mono = health.now_iso(), time.monotonic()
                 continue
             self._start(comp)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool, StaticPool
+
+from stratoflow.retry import retrying
 
 # Execution option that marks an engine whose transactions will write. On SQLite those start
 # with BEGIN IMMEDIATE: a deferred transaction that reads and then tries to write cannot
@@ -100,16 +101,14 @@ def _switch_to_wal(cur: Any) -> None:
     """``PRAGMA journal_mode = WAL``, waiting out the lock. On a new file, the first
     switch needs an exclusive lock and, when several processes open the file at once,
     SQLite can refuse it with "database is locked" at once, busy_timeout or not (seen
-    with eight processes opening one new store)."""
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
-    while True:
-        try:
-            cur.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as e:
-            if "locked" not in str(e) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    with eight processes opening one new store). Eleven tries from 50 ms, doubling up to
+    retry.MAX_BACKOFF_S, wait about as long as the busy timeout (30 s) in all."""
+    retrying(
+        lambda: cur.execute("PRAGMA journal_mode = WAL"),
+        attempts=11,
+        backoff_s=0.05,
+        transient=lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e),
+    )
 
 
 def _server_engine(u: URL) -> Engine:
