@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import queue
 import shutil
+import signal
 import statistics
 import sys
 import threading
@@ -39,6 +40,8 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--keep", action="store_true", help="keep the Airflow home")
     args = ap.parse_args()
+    # Run in the background, SIGINT is ignored: make SIGTERM stop the embedded Airflow too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     home = use_fresh_embedded_home("sf-burst-")
 
     import httpx
@@ -91,7 +94,7 @@ def main() -> int:
         work: queue.Queue[int] = queue.Queue()
         for i in range(args.submissions):
             work.put(i)
-        accepted: list[tuple[float, int]] = []  # (seconds, status)
+        accepted: list[tuple[float, int, str]] = []  # (seconds, status, route)
         ids: list[str] = []
         lock = threading.Lock()
         password = embedded.admin_password()
@@ -120,8 +123,9 @@ def main() -> int:
                         body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
                         r = http.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body, headers=headers)
                         new_id = deployment_id_for(dag_id, run_id) if r.is_success else None
+                    route = "stratoflow" if i % 2 == 0 else "airflow"
                     with lock:
-                        accepted.append((time.monotonic() - t, r.status_code))
+                        accepted.append((time.monotonic() - t, r.status_code, route))
                         if new_id:
                             ids.append(new_id)
 
@@ -132,6 +136,13 @@ def main() -> int:
         for t in threads:
             t.join()
         window_s = time.monotonic() - burst_start
+        for route in ("stratoflow", "airflow"):  # before the long wait, to read it early
+            ms = [s * 1000 for s, _, r in accepted if r == route]
+            print(
+                f"accept latency via {route} (n={len(ms)}): p50 {percentile(ms, 50):.0f} ms,"
+                f" p99 {percentile(ms, 99):.0f} ms",
+                flush=True,
+            )
         wait_all(ids, timeout=120 + 90 * args.submissions)
         makespan = time.monotonic() - burst_start
         completed = sum(store.get_deployment(i).status.value == "CREATE_COMPLETE" for i in ids)
@@ -140,9 +151,9 @@ def main() -> int:
         embedded.stop()
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
-    latencies = [s * 1000 for s, _ in accepted]
-    http_5xx = sum(1 for _, code in accepted if code >= 500)
-    other = sorted({code for _, code in accepted if not 200 <= code < 300 and code < 500})
+    latencies = [s * 1000 for s, _, _ in accepted]
+    http_5xx = sum(1 for _, code, _ in accepted if code >= 500)
+    other = sorted({code for _, code, _ in accepted if not 200 <= code < 300 and code < 500})
     print(f"up (database, migrations, supervisor, healthy): {up_s:.1f} s")
     print(f"one campaign alone: {single_s:.1f} s (the baseline)")
     print(

@@ -27,6 +27,10 @@ from stratoflow.retry import call_with_retries
 DAG_APPEAR_TIMEOUT_S = 120.0
 ATTEMPTS = 5
 BACKOFF_S = 0.5
+# A DAG seen parsed and unpaused this recently is triggered without asking again: under a
+# burst, the look-up was a third of every submission's calls to a busy API server.
+READY_FOR_S = 60.0
+_ready_since: dict[tuple[str, str], float] = {}
 
 
 class AirflowAPIError(StratoflowError):
@@ -163,10 +167,28 @@ class AirflowClient:
         """Wait for the DAG to be parsed, unpause it if needed, trigger the run.
 
         Only unpause when paused: a user may be allowed to trigger a DAG but not to edit it.
-        The trigger itself runs inside ``trigger_slot()`` (the embedded Airflow passes its
-        one-at-a-time lock; the reads before it need none).
+        A DAG this process saw ready less than ``READY_FOR_S`` ago is not looked up again
+        (a pause within that time is noticed at the next look-up). The trigger itself runs
+        inside ``trigger_slot()`` (the embedded Airflow passes its one-at-a-time lock; the
+        reads before it need none).
         """
+        known = (self.base_url, dag_id)
+        seen = _ready_since.get(known)
+        if seen is None or time.monotonic() - seen >= READY_FOR_S:
+            self._make_ready(dag_id)
+        try:
+            with trigger_slot():
+                self.trigger(dag_id, run_id, conf)
+        except AirflowAPIError as exc:
+            _ready_since.pop(known, None)
+            if exc.status != 404 or seen is None:
+                raise
+            # Gone since we last saw it (its file removed, then back): wait as for a new one.
+            self._make_ready(dag_id)
+            with trigger_slot():
+                self.trigger(dag_id, run_id, conf)
+        _ready_since[known] = time.monotonic()
+
+    def _make_ready(self, dag_id: str) -> None:
         if self.wait_for_dag(dag_id).get("is_paused"):
             self.unpause(dag_id)
-        with trigger_slot():
-            self.trigger(dag_id, run_id, conf)

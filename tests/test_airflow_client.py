@@ -152,3 +152,26 @@ def test_forbidden_is_not_retried(airflow: FakeAirflow) -> None:
     assert err.value.status == 403
     assert len(airflow.calls) == 1
     assert not airflow.runs
+
+
+def test_a_dag_seen_ready_is_triggered_without_a_look_up(airflow: FakeAirflow) -> None:
+    with client(airflow) as api:
+        api.start_run("d", "r5", {})
+        api.start_run("d", "r6", {})
+    dag_reads = [c for c in airflow.calls if c[:2] == ("GET", "/api/v2/dags/d")]
+    assert len(dag_reads) == 1
+    assert {("d", "r5"), ("d", "r6")} <= set(airflow.runs)
+
+
+def test_a_dag_gone_since_it_was_seen_is_waited_for_again(airflow: FakeAirflow) -> None:
+    with client(airflow) as api:
+        api.start_run("d", "r7", {})
+        removed = airflow.dags.pop("d")
+        threading.Timer(0.3, lambda: airflow.dags.setdefault("d", removed)).start()
+        api.start_run("d", "r8", {})
+    assert ("d", "r8") in airflow.runs
+    assert [c[2] for c in airflow.calls if c[:2] == ("POST", "/api/v2/dags/d/dagRuns")] == [
+        200,
+        404,
+        200,
+    ]
