@@ -11,6 +11,8 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from stratoflow.cli_lifecycle import EXIT_FAILED, EXIT_INVALID, EXIT_OK
+from stratoflow.cli_lifecycle import add_parsers as add_lifecycle_parsers
 from stratoflow.errors import StratoflowError, TemplateError
 
 if TYPE_CHECKING:
@@ -26,7 +28,6 @@ from stratoflow.registration import (  # noqa: F401
     register_catalogue,
 )
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 DEMO_TEMPLATE = "dimuon_campaign.yaml"
 
 
@@ -283,6 +284,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("id", help="deployment id (from submit or list)")
     sp.add_argument("--json", action="store_true", help="print JSON")
     sp.set_defaults(fn=cmd_status)
+    add_lifecycle_parsers(sub)
     sp = sub.add_parser(
         "list",
         help="List deployments, newest first.",

@@ -12,7 +12,9 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, XComArg
 
+from stratoflow.deletion import DELETE_DAG_ID
 from stratoflow.operators.broker import BrokerOperator
+from stratoflow.operators.delete import DeleteOperator
 from stratoflow.operators.job import JobOperator
 from stratoflow.operators.provision import ProvisionOperator, TeardownOperator
 from stratoflow.operators.report import ReportOperator
@@ -29,6 +31,43 @@ _OPERATORS = {
     m.TEARDOWN: TeardownOperator,
     m.REPORT: ReportOperator,
 }
+
+
+DEPLOYMENT_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
+def build_delete_dag() -> DAG:
+    """One DAG deletes every deployment: it reads the store's resource records, so it
+    works whatever the template or the catalogue became since the create. A run per
+    delete, its id carrying the deployment's (``delete__<id>__...``)."""
+    with DAG(
+        dag_id=DELETE_DAG_ID,
+        schedule=None,
+        params={
+            "deployment_id": Param(
+                type="string",
+                pattern=DEPLOYMENT_ID_PATTERN,
+                description="The deployment to delete (`stratoflow list` shows the ids).",
+            )
+        },
+        description="Delete a deployment: remove every resource it holds, free its capacity",
+        doc_md=(
+            "Started by `stratoflow delete ID` or `DELETE /stratoflow/deployments/{id}`, "
+            "which first set the deployment to DELETE_IN_PROGRESS and stop its create run."
+        ),
+        tags=["stratoflow", "delete"],
+        catchup=False,
+        is_paused_upon_creation=False,
+        default_args={
+            "retries": 3,
+            "retry_delay": timedelta(seconds=5),
+            "retry_exponential_backoff": 2.0,
+            "max_retry_delay": timedelta(minutes=5),
+            "execution_timeout": timedelta(hours=1),
+        },
+    ) as dag:
+        DeleteOperator(task_id="delete")
+    return dag
 
 
 def build_dag(plan: m.Plan) -> DAG:

@@ -80,8 +80,10 @@ def follow(
     poll: float = 1.0,
     out=sys.stdout,
     timeout_s: float = 3600.0,
+    success: str = "CREATE_COMPLETE",
 ) -> int:
-    """Show progress until the run ends; print the outcome. Exit code 0 or 1.
+    """Show progress until the run ends; print the outcome. Exit code 0 when the
+    deployment ends in ``success``, else 1.
 
     Gives up (EngineStalled) after ``timeout_s``, or at once when the embedded Airflow's
     health report says a process is down for good.
@@ -123,4 +125,4 @@ def follow(
         for f in stage_out["files"]:
             out.write(f"  {f['url']}  ({f['size']} bytes, sha256 {f['sha256'][:16]}...)\n")
     out.write(f"run in the Airflow UI: {run_url(dag_id, run_id)}\n")
-    return 0 if status == "CREATE_COMPLETE" else 1
+    return 0 if status == success else 1

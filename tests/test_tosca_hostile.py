@@ -56,6 +56,17 @@ CASES: list[tuple[str, dict | None, str]] = [
     ("get_input_undeclared.yaml", None, "job.properties.num_cpus: get_input of undeclared input"),
     ("get_input_type_mismatch.yaml", None, "job.properties.num_cpus: input 'cpus' is of type"),
     ("outputs_unknown_node.yaml", None, "outputs.ip.value: get_attribute of unknown node 'ghost'"),
+    (
+        "outputs_unknown_attribute.yaml",
+        None,
+        "outputs.ip.value: node 'server' (tosca.nodes.Compute) has no property or attribute "
+        "'floating_address'",
+    ),
+    (
+        "scalable_out_of_range.yaml",
+        None,
+        "server.capabilities.scalable.properties.default_instances: 5 is above max_instances (3)",
+    ),
     ("wrong_input_type.yaml", {"n": "x"}, "topology_template.inputs.n: expected integer, got 'x'"),
     ("wrong_input_type.yaml", {"n": [1]}, "topology_template.inputs.n: expected integer"),
     ("missing_required_input.yaml", {}, "topology_template.inputs.n: required input not given"),

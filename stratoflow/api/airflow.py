@@ -17,7 +17,7 @@ from stratoflow.plan.model import Plan
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AirflowAPIError", "airflow_base_url", "submit_as"]
+__all__ = ["AirflowAPIError", "airflow_base_url", "airflow_client_as", "submit_as"]
 
 
 def airflow_base_url() -> str:
@@ -39,11 +39,16 @@ def airflow_base_url() -> str:
     return embedded.api_url()
 
 
+def airflow_client_as(token: str) -> AirflowClient:
+    """A client of Airflow's REST API that acts as the caller (their own token)."""
+    return AirflowClient(airflow_base_url(), token=token)
+
+
 def submit_as(plan: Plan, inputs: dict[str, Any], owner: str, token: str) -> tuple[str, str]:
     """Record the deployment, then trigger its run as the caller. Returns (id, run id)."""
     from stratoflow.submit import submit
 
-    api = AirflowClient(airflow_base_url(), token=token)
+    api = airflow_client_as(token)
     deployment_id, run_id = submit(plan, inputs, owner=owner, api=api)
     log.info("deployment %s (%s/%s) submitted by %s", deployment_id, plan["dag_id"], run_id, owner)
     return deployment_id, run_id

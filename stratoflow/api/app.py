@@ -55,6 +55,19 @@ def _not_found(deployment_id: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"deployment {deployment_id} not found")
 
 
+def _airflow_failed(exc: Exception) -> HTTPException:
+    """Airflow refused the caller (403), did not answer in time (504) or failed (502)."""
+    code = getattr(exc, "status", 0)
+    return HTTPException(
+        status.HTTP_403_FORBIDDEN
+        if code in (401, 403)
+        else status.HTTP_504_GATEWAY_TIMEOUT
+        if code == 504
+        else status.HTTP_502_BAD_GATEWAY,
+        str(exc),
+    )
+
+
 app = FastAPI(
     title="Stratoflow API",
     version="1",
@@ -149,16 +162,55 @@ def create_deployment(
             plan, topology.bound_inputs, owner=caller.name, token=caller.token
         )
     except AirflowAPIError as exc:
-        code = (
-            status.HTTP_403_FORBIDDEN
-            if exc.status in (401, 403)
-            else status.HTTP_504_GATEWAY_TIMEOUT
-            if exc.status == 504
-            else status.HTTP_502_BAD_GATEWAY
-        )
-        raise HTTPException(code, str(exc)) from None
+        raise _airflow_failed(exc) from None
     return DeploymentCreated(
         id=deployment_id, dag_id=plan["dag_id"], run_id=run_id, status="CREATE_IN_PROGRESS"
+    )
+
+
+@app.delete(
+    "/deployments/{deployment_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["deployments"],
+    responses={
+        404: {"description": "no such deployment"},
+        403: {"description": "not the caller's deployment, or Airflow refused the run"},
+        409: {"description": "a delete is already running, or the deployment is deleted"},
+        502: {"description": "Airflow could not be reached or failed"},
+    },
+)
+def delete_deployment(
+    deployment_id: str = Path(max_length=64),
+    caller: Caller = Authenticated,
+) -> DeploymentCreated:
+    """Stop the deployment's create run if it still runs, take it out of the queue, and
+    start a run of the delete DAG that removes every resource it holds. The deployment is
+    DELETE_IN_PROGRESS at once; DELETE_COMPLETE or DELETE_FAILED when the run ends.
+    Deleting a DELETE_FAILED deployment tries again. Only its owner may delete it."""
+    from stratoflow.api.airflow import AirflowAPIError, airflow_client_as
+    from stratoflow.deletion import DELETE_DAG_ID, request_delete
+    from stratoflow.store import DeleteConflict, NotFound, Store
+
+    with Store.open() as store:
+        deployment = store.get_deployment(deployment_id)
+        if deployment is None:
+            raise _not_found(deployment_id)
+        if deployment.owner != caller.name:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"deployment {deployment_id} belongs to {deployment.owner}, not {caller.name}",
+            )
+        try:
+            with airflow_client_as(caller.token) as api:
+                _before, run_id = request_delete(deployment_id, api, caller.name, store)
+        except NotFound:
+            raise _not_found(deployment_id) from None
+        except DeleteConflict as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        except AirflowAPIError as exc:
+            raise _airflow_failed(exc) from None
+    return DeploymentCreated(
+        id=deployment_id, dag_id=DELETE_DAG_ID, run_id=run_id, status="DELETE_IN_PROGRESS"
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stratoflow.plan import model as m
+from stratoflow.plan.outputs import evaluate, instances_by_node
 
 
 @dataclass
@@ -48,8 +49,10 @@ def deployment_outcome(
     for step_id, kind in kinds.items():
         if kind in (m.STAGE_OUT, m.TRANSFER) and results.get(step_id):
             outputs[step_id] = results[step_id]
+    provisioned_hosts = (results.get(m.PROVISION) or {}).get("hosts") or []
+    instances = instances_by_node(provisioned_hosts)
     for name, out in plan.get("outputs", {}).items():
-        outputs[name] = m.resolve(out.get("value"), inputs) if inputs else out.get("value")
+        outputs[name] = evaluate(out.get("value"), inputs, instances)
     if site_errors and results.get(m.PROVISION):
         outputs["failover"] = site_errors
     admissions = [

@@ -19,15 +19,9 @@ from stratoflow.store.store import deployment_id_for
 use_airflow_connections()
 
 
-class StratoflowOperator(BaseOperator):
-    """Runs one plan step. Subclasses implement ``run(context)``."""
-
-    ui_color = "#e8f0fe"
-
-    def __init__(self, *, plan: Plan, step: Step, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.plan = plan
-        self.step = step
+class DeploymentOperator(BaseOperator):
+    """Works for one deployment; subclasses implement ``run(context)`` and say which
+    deployment (``deployment_id``)."""
 
     @cached_property
     def store(self):
@@ -36,11 +30,7 @@ class StratoflowOperator(BaseOperator):
         return Store.open()
 
     def deployment_id(self, context: Any) -> str:
-        return deployment_id_for(context["dag"].dag_id, context["run_id"])
-
-    def bound(self, context: Any) -> dict:
-        """The broker's decision for this run: inputs, candidate sites."""
-        return context["ti"].xcom_pull(task_ids=BROKER) or {}
+        raise NotImplementedError
 
     def execute(self, context: Any) -> Any:
         return self.guarded(context, self.run, context)
@@ -86,3 +76,21 @@ class StratoflowOperator(BaseOperator):
             )
         except Exception:  # the original error matters more than the bookkeeping
             self.log.exception("could not record the failure in the Stratoflow store")
+
+
+class StratoflowOperator(DeploymentOperator):
+    """Runs one step of a compiled plan, for the deployment behind its DAG run."""
+
+    ui_color = "#e8f0fe"
+
+    def __init__(self, *, plan: Plan, step: Step, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.plan = plan
+        self.step = step
+
+    def deployment_id(self, context: Any) -> str:
+        return deployment_id_for(context["dag"].dag_id, context["run_id"])
+
+    def bound(self, context: Any) -> dict:
+        """The broker's decision for this run: inputs, candidate sites."""
+        return context["ti"].xcom_pull(task_ids=BROKER) or {}

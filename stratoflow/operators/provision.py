@@ -11,6 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from stratoflow.admission import Queued, SiteRoom
 from stratoflow.errors import SiteError
 from stratoflow.execution.placement import compute_for_site, demand, host_requests, site_rooms
+from stratoflow.execution.teardown import tear_down
 from stratoflow.operators.base import StratoflowOperator
 from stratoflow.plan.model import PROVISION
 from stratoflow.sites.base import Allocation
@@ -195,18 +196,6 @@ class TeardownOperator(StratoflowOperator):
         deployment_id = self.deployment_id(context)
         data = context["ti"].xcom_pull(task_ids=PROVISION)
         alloc = Allocation.from_dict(data) if data else None
-        sites = {r.site for r in self.store.resources(deployment_id)}
-        if alloc:
-            sites.add(alloc.site)
-        for site in sorted(sites):
-            compute_for_site(site).teardown(
-                deployment_id, self.store, alloc if alloc and alloc.site == site else None
-            )
-        left = [r.key for r in self.store.resources(deployment_id)]
-        if left:
-            raise SiteError(f"teardown left resources behind: {', '.join(left)}")
-        # Nothing is left at any site: its room goes to the next in line.
-        self.store.release_all(deployment_id)
-        self.store.leave_queue(deployment_id, "torn down")
-        self.log.info("deployment %s torn down at %s", deployment_id, sorted(sites) or "no site")
-        return {"sites": sorted(sites)}
+        sites = tear_down(deployment_id, self.store, alloc)
+        self.log.info("deployment %s torn down at %s", deployment_id, sites or "no site")
+        return {"sites": sites}

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from stratoflow.errors import Issue, TemplateError
 from stratoflow.plan import model as m
+from stratoflow.plan.outputs import static_output
 from stratoflow.tosca.model import NodeTemplate, Topology
 from stratoflow.tosca.scalars import parse_duration
 
@@ -38,12 +39,14 @@ def compile_plan(topology: Topology, base_dir: str | Path) -> m.Plan:
         raise TemplateError(
             Issue(_TEMPLATE_PATH, f"one campaign per template is supported, got {names}")
         )
-    if not (campaigns or transfers or jobs):
+    computes = topology.nodes_of(COMPUTE)
+    long_lived = not (campaigns or transfers or jobs)
+    if long_lived and not computes:
         raise TemplateError(
             Issue(
                 _TEMPLATE_PATH,
-                "nothing to run: the template has no stratoflow.nodes.Job, Campaign or "
-                "DataTransfer (long-lived deployments are not supported yet)",
+                "nothing to deploy or run: the template has no tosca.nodes.Compute, "
+                "stratoflow.nodes.Job, Campaign or DataTransfer",
             )
         )
 
@@ -60,6 +63,10 @@ def compile_plan(topology: Topology, base_dir: str | Path) -> m.Plan:
             ]
         )
     steps: list[m.Step] = [{"id": m.BROKER, "kind": m.BROKER, "upstream": []}]
+    if long_lived:
+        # Infrastructure only: provisioned, then reported; it stays up until deleted (the
+        # delete DAG reads its resource records, not this plan).
+        steps.append({"id": m.PROVISION, "kind": m.PROVISION, "upstream": [m.BROKER]})
     if campaigns or jobs:
         steps += _compute_steps(topology, campaigns[0] if campaigns else None, base)
     for node in transfers:
@@ -74,11 +81,13 @@ def compile_plan(topology: Topology, base_dir: str | Path) -> m.Plan:
         "tosca_version": topology.tosca_version,
         "inputs": {name: _input_def(d) for name, d in topology.inputs.items()},
         "placement": _placement(topology),
-        "hosts": [_host(n) for n in topology.nodes_of(COMPUTE)],
+        "hosts": [_host(n) for n in computes],
         "policy": dict(m.DEFAULT_POLICY),
         "steps": steps,
-        "outputs": {k: dict(v) for k, v in topology.outputs.items()},
+        "outputs": {k: static_output(topology, v) for k, v in topology.outputs.items()},
     }
+    if long_lived:  # only then, so that the plans of campaigns keep their hashes
+        plan["long_lived"] = True
     return m.seal(plan)
 
 
@@ -234,14 +243,20 @@ def _file_ref(entry: Any, base: Path) -> Any:
 
 def _host(node: NodeTemplate) -> m.HostDef:
     host_cap = node.capabilities.get("host", {})
+    scalable = node.capabilities.get("scalable", {})
+    endpoint = node.capabilities.get("endpoint", {})
+    public = node.properties.get("public_endpoint", False)
+    if endpoint.get("network_name") == "PUBLIC":  # the normative way to ask for a public IP
+        public = True
     return {
         "node": node.name,
-        "count": node.properties.get("count", 1),
+        # The normative Compute sizes a group with the scalable capability; ours with count.
+        "count": scalable.get("default_instances", node.properties.get("count", 1)),
         "num_cpus": host_cap.get("num_cpus", 1),
         "mem_size": host_cap.get("mem_size", "1 GB"),
         "disk_size": host_cap.get("disk_size"),
         "num_gpus": node.properties.get("num_gpus", 0),
-        "public_endpoint": node.properties.get("public_endpoint", False),
+        "public_endpoint": public,
         "os": dict(node.capabilities.get("os", {})),
     }
 

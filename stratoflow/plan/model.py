@@ -92,6 +92,8 @@ class Plan(TypedDict):
     policy: dict[str, Any]
     steps: list[Step]
     outputs: dict[str, dict[str, Any]]
+    #: Infrastructure that stays up after its create run, until deleted (absent: False).
+    long_lived: NotRequired[bool]
     hash: NotRequired[str]  # both set by seal()
     dag_id: NotRequired[str]
 
@@ -136,6 +138,10 @@ def seal(plan: Plan) -> Plan:
     """Stamp the plan with its hash and DAG id (both derived, so sealing is idempotent)."""
     digest = plan_hash(plan)
     return {**plan, "hash": digest, "dag_id": dag_id_for(plan["name"], digest)}
+
+
+def is_long_lived(plan: Plan) -> bool:
+    return bool(plan.get("long_lived"))
 
 
 def step(plan: Plan, step_id: str) -> Step:

@@ -88,6 +88,9 @@ class Allocation:
     deployment_id: str
     workdir: str  # where the deployment's data and job outputs live at the site
     cores: int  # cores reserved for the deployment: bounds its concurrency
+    #: One entry per instance: ``node``, ``index``, ``id`` (the physical id), ``address``
+    #: and ``public_address`` (None when it has none), then the backend's own keys. The
+    #: template's outputs read a Compute's attributes from these.
     hosts: list[dict] = field(default_factory=list)
     data: dict = field(default_factory=dict)  # backend-specific, never secrets
 

@@ -1,12 +1,14 @@
 """Stratoflow's own state store (plans, deployments, resource records, capacity, usage).
 
-Separate from Airflow's metadata DB, which Airflow 3 tasks may not touch. SQLite under
-``$STRATOFLOW_HOME`` by default, PostgreSQL via ``$STRATOFLOW_STORE_URL``. No Airflow imports.
+Separate from Airflow's metadata DB, which Airflow 3 tasks may not touch. The embedded
+PostgreSQL by default (SQLite under ``$STRATOFLOW_HOME`` when the embedded default is set to
+SQLite), any server via ``$STRATOFLOW_STORE_URL``. No Airflow imports.
 """
 
 from stratoflow.store.config import default_store_url, stratoflow_home
 from stratoflow.store.models import (
     LIVE_STATES,
+    DeleteConflict,
     Deployment,
     DeploymentStatus,
     NotFound,
@@ -19,6 +21,7 @@ from stratoflow.store.store import Store, deployment_id_for
 
 __all__ = [
     "LIVE_STATES",
+    "DeleteConflict",
     "Deployment",
     "DeploymentStatus",
     "NotFound",

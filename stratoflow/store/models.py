@@ -21,6 +21,10 @@ class NotFound(StoreError, LookupError):
     """No record with that id or key."""
 
 
+class DeleteConflict(StoreError):
+    """The deployment's state forbids a delete now (one runs already, or it is done)."""
+
+
 class DeploymentStatus(StrEnum):
     """Deployment states, named as in the INDIGO PaaS orchestrator."""
 

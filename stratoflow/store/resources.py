@@ -16,7 +16,14 @@ from stratoflow.store.models import (
     StoreError,
     resource_key,
 )
-from stratoflow.store.schema import admission_queue, reservations, resources, usage, utcnow
+from stratoflow.store.schema import (
+    admission_queue,
+    deployments,
+    reservations,
+    resources,
+    usage,
+    utcnow,
+)
 
 # Tolerance for float core counts (0.1 + 0.2 cores must fit in 0.3).
 _EPS = 1e-9
@@ -74,6 +81,7 @@ class ResourceOps(StoreBase):
             now = utcnow()
             try:
                 with self._write() as conn:
+                    self._refuse_if_deleting(conn, deployment_id, key)
                     row = conn.execute(q).first()
                     if row is None:
                         conn.execute(
@@ -116,6 +124,16 @@ class ResourceOps(StoreBase):
             except exc.IntegrityError:
                 continue  # another process inserted the key first; adopt its row
         raise StoreError(f"could not record resource {key!r}: unique key contention")
+
+    @staticmethod
+    def _refuse_if_deleting(conn: Connection, deployment_id: str, key: str) -> None:
+        """Nothing new is created for a deployment being deleted: a create run stopped by
+        the delete may still be in its last seconds."""
+        status = conn.execute(
+            select(deployments.c.status).where(deployments.c.id == deployment_id)
+        ).scalar()
+        if isinstance(status, str) and status.startswith("DELETE_"):
+            raise StoreError(f"deployment {deployment_id} is {status}: {key} is not created")
 
     def _transition(
         self,

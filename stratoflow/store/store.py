@@ -15,7 +15,13 @@ from stratoflow.store.base import RACE_RETRIES
 from stratoflow.store.config import default_store_url
 from stratoflow.store.engine import shared_engine
 from stratoflow.store.migrate import ensure_migrated
-from stratoflow.store.models import Deployment, DeploymentStatus, NotFound, StoreError
+from stratoflow.store.models import (
+    DeleteConflict,
+    Deployment,
+    DeploymentStatus,
+    NotFound,
+    StoreError,
+)
 from stratoflow.store.reaper_log import ReaperLog
 from stratoflow.store.resources import ResourceOps
 from stratoflow.store.schema import deployments, plans, step_events, utcnow
@@ -24,6 +30,13 @@ log = logging.getLogger(__name__)
 
 # A traceback is useful; a multi-megabyte log pasted into an error message is not.
 _MAX_MESSAGE = 64 * 1024
+
+
+DELETE_STATES = (
+    DeploymentStatus.DELETE_IN_PROGRESS,
+    DeploymentStatus.DELETE_COMPLETE,
+    DeploymentStatus.DELETE_FAILED,
+)
 
 
 def deployment_id_for(dag_id: str, run_id: str) -> str:
@@ -229,10 +242,11 @@ class Store(ResourceOps, AdmissionOps, ReaperLog):
         outputs: dict[str, Any] | None = None,
         site: str | None = None,
         task: str | None = None,
-    ) -> None:
+    ) -> bool:
         """Set a deployment's status. ``None`` arguments leave that field as it was
         (pass ``reason=""`` or ``task=""`` to clear one). Raises ValueError for an unknown
-        status and NotFound for an unknown deployment."""
+        status and NotFound for an unknown deployment. A CREATE_* status is not set over a
+        DELETE_* one (returns False)."""
         values: dict[str, Any] = {
             "status": DeploymentStatus.parse(status).value,
             "updated_at": utcnow(),
@@ -245,12 +259,48 @@ class Store(ResourceOps, AdmissionOps, ReaperLog):
             values["site"] = site
         if task is not None:
             values["task"] = task or None
+        q = update(deployments).where(deployments.c.id == id)
+        if values["status"].startswith("CREATE_"):
+            # A create run that finishes after a delete began must not hide the delete.
+            q = q.where(deployments.c.status.notin_([s.value for s in DELETE_STATES]))
         with self._write() as conn:
-            result = conn.execute(
-                update(deployments).where(deployments.c.id == id).values(**values)
-            )
-            if result.rowcount == 0:
+            if conn.execute(q.values(**values)).rowcount == 0:
+                if conn.execute(select(deployments.c.id).where(deployments.c.id == id)).first():
+                    log.info("deployment %s is being deleted: status %s not set", id, status)
+                    return False
                 raise NotFound(f"no deployment {id!r}")
+        return True
+
+    def begin_delete(self, id: str, reason: str) -> Deployment:
+        """Move a deployment to DELETE_IN_PROGRESS; return it as it was before.
+
+        Raises NotFound, or ``DeleteConflict`` when a delete is already running or done."""
+        with self._write() as conn:
+            row = conn.execute(
+                select(deployments).where(deployments.c.id == id).with_for_update()
+            ).first()
+            if row is None:
+                raise NotFound(f"no deployment {id!r}")
+            before = _deployment(row)
+            if before.status in (
+                DeploymentStatus.DELETE_IN_PROGRESS,
+                DeploymentStatus.DELETE_COMPLETE,
+            ):
+                raise DeleteConflict(
+                    f"deployment {id} is {before.status.value}"
+                    + (": a delete is running; wait for it" if before.status.in_progress else "")
+                )
+            conn.execute(
+                update(deployments)
+                .where(deployments.c.id == id)
+                .values(
+                    status=DeploymentStatus.DELETE_IN_PROGRESS.value,
+                    status_reason=reason[:_MAX_MESSAGE] or None,
+                    task=None,
+                    updated_at=utcnow(),
+                )
+            )
+        return before
 
     # -- step events ------------------------------------------------------------------------
 

@@ -99,8 +99,16 @@ class FunctionChecker:
             )
 
     def _get_ref(self, fname: str, args: Any, path: str) -> None:
-        if not isinstance(args, list) or len(args) < 2 or not all(isinstance(a, str) for a in args):
-            self.issues.append(Issue(path, f"{fname} takes [node, name, ...] strings"))
+        # TOSCA 1.3: [entity, (capability or requirement,) name, nested names or indexes...]
+        if (
+            not isinstance(args, list)
+            or len(args) < 2
+            or not all(isinstance(a, str) for a in args[:2])
+            or not all(isinstance(a, str | int) and not isinstance(a, bool) for a in args[2:])
+        ):
+            self.issues.append(
+                Issue(path, f"{fname} takes [node, name, ...]: names, then names or indexes")
+            )
             return
         node = args[0]
         if node in ("SOURCE", "TARGET", "HOST"):
@@ -124,7 +132,7 @@ class FunctionChecker:
         caps = self.ts.merged("node_types", ntype, "capabilities")
         reqs = self.ts.requirements(ntype)
         second = args[1]
-        if len(args) >= 3 and second in caps:
+        if len(args) >= 3 and second in caps and isinstance(args[2], str):
             cap_names = set(self.ts.capability_properties(ntype, second))
             ctype = (caps[second] or {}).get("type", "")
             cap_names |= set(self.ts.merged("capability_types", ctype, "attributes"))

@@ -107,7 +107,7 @@ def load_topology_text(
         changed = {k: v for k, v in node.properties.items() if k in given and given[k] != v}
         if changed:
             overrides[name] = changed
-    issues = run_toscaparser(doc, ts, bound, overrides)
+    issues = run_toscaparser(doc, ts, bound, overrides, name=name_hint)
     if issues:
         raise TemplateError(issues)
 

@@ -9,6 +9,7 @@ Its ExceptionCollector is process-global state, hence the lock.
 from __future__ import annotations
 
 import copy
+import logging
 import re
 import sys
 import threading
@@ -19,8 +20,12 @@ from stratoflow.errors import Issue
 from stratoflow.tosca.imports import TYPE_SECTIONS
 from stratoflow.tosca.typesys import PRIMITIVES, TypeSystem
 
+log = logging.getLogger(__name__)
+
 _lock = threading.Lock()
 _QUOTED = re.compile(r'"([^"]+)"')
+# A Python error inside tosca-parser, not a fault it reports: our own checks decide then.
+_CRASHES = (TypeError, AttributeError, KeyError, IndexError, RecursionError)
 
 
 def inline_types(doc: dict[str, Any], ts: TypeSystem) -> dict[str, Any]:
@@ -57,6 +62,24 @@ def _path(message: str, nodes: dict[str, Any]) -> str:
     return "topology_template"
 
 
+def _without_indexes(value: Any) -> Any:
+    """``get_attribute: [server, public_address, 0]`` -> ``[server, public_address]``.
+
+    A Compute's addresses are per instance (INDIGO's templates index them), but tosca-parser
+    allows an index only on list-typed attributes and the normative ones are strings. Our
+    own checks have validated the indexes already."""
+    if isinstance(value, dict):
+        if len(value) == 1 and isinstance(value.get("get_attribute"), list):
+            args = value["get_attribute"]
+            while len(args) > 2 and isinstance(args[-1], int):
+                args = args[:-1]
+            return {"get_attribute": args}
+        return {k: _without_indexes(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_indexes(v) for v in value]
+    return value
+
+
 class _NoCSAR:
     def __init__(self, *args: Any, **kwargs: Any):
         raise RuntimeError("CSAR archives are not accepted")
@@ -79,12 +102,13 @@ def run_toscaparser(
     ts: TypeSystem,
     params: dict[str, Any],
     node_overrides: dict[str, dict[str, Any]],
+    name: str = "template",
 ) -> list[Issue]:
     _skip_csar_reader()
     from toscaparser.common.exception import ExceptionCollector
     from toscaparser.tosca_template import ToscaTemplate
 
-    tpl = copy.deepcopy(inline_types(doc, ts))
+    tpl = _without_indexes(copy.deepcopy(inline_types(doc, ts)))
     nodes = (tpl.get("topology_template") or {}).get("node_templates") or {}
     for name, props in node_overrides.items():
         nodes[name].setdefault("properties", {}).update(copy.deepcopy(props))
@@ -97,8 +121,18 @@ def run_toscaparser(
         finally:
             ExceptionCollector.clear()
             ExceptionCollector.stop()
-    issues = []
+    reported = [e for e in caught if not isinstance(e, _CRASHES)]
     for e in caught:
+        if isinstance(e, _CRASHES):
+            log.warning(
+                "tosca-parser failed inside the library on template %r (%s: %s); a limitation"
+                " of tosca-parser, not a fault of the template: Stratoflow's own checks decide",
+                name,
+                type(e).__name__,
+                e,
+            )
+    issues = []
+    for e in reported:
         message = str(e).strip() or e.__class__.__name__
         issues.append(Issue(_path(message, nodes), f"tosca-parser: {message}"))
     return issues

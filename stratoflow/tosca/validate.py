@@ -23,6 +23,10 @@ NODE_KEYS = frozenset(
 POLICY_KEYS = frozenset({"type", "description", "metadata", "properties", "targets", "triggers"})
 
 
+SCALABLE = "tosca.capabilities.Scalable"
+SCALABLE_KEYS = ("min_instances", "default_instances", "max_instances")
+
+
 def _occurrences(rdef: dict) -> tuple[int, float] | None:
     occ = rdef.get("occurrences")
     if not isinstance(occ, list) or len(occ) != 2 or not isinstance(occ[0], int):
@@ -139,7 +143,33 @@ class TemplateValidator:
                 continue
             pdefs = self.ts.capability_properties(ntype, cname)
             out[cname] = self.values.check_fields(props, pdefs, f"{cwhere}.properties")
+            ctype = (known[cname] or {}).get("type", "")
+            if self.ts.is_a("capability_types", ctype, SCALABLE):
+                self._scalable_range(f"{cwhere}.properties", props)
         return out
+
+    def _scalable_range(self, where: str, given: dict[str, Any]) -> None:
+        """min <= default <= max, on the values written (inputs are checked when bound).
+
+        An absent ``max_instances`` is no bound: the normative default of 1 would refuse the
+        common ``default_instances: 3`` alone, which INDIGO's templates write."""
+        low, default, high = (given.get(k) for k in SCALABLE_KEYS)
+        low = 1 if low is None else low
+        literal = [v for v in (low, default, high) if v is not None]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in literal):
+            return
+        if default is not None and default < low:
+            self.issues.append(
+                Issue(f"{where}.default_instances", f"{default} is below min_instances ({low})")
+            )
+        if high is not None and default is not None and default > high:
+            self.issues.append(
+                Issue(f"{where}.default_instances", f"{default} is above max_instances ({high})")
+            )
+        if high is not None and high < low:
+            self.issues.append(
+                Issue(f"{where}.max_instances", f"{high} is below min_instances ({low})")
+            )
 
     def _requirements(self, name: str, where: str, reqs: Any, ntype: str) -> tuple:
         defs = self.ts.requirements(ntype)

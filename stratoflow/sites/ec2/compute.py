@@ -287,6 +287,7 @@ class EC2Compute(AgentJobs, Compute):
                 {
                     "node": h.node,
                     "index": i,
+                    "id": inst["InstanceId"],
                     "instance_id": inst["InstanceId"],
                     "instance_type": t.name,
                     "address": inst.get("PrivateIpAddress"),

@@ -133,7 +133,12 @@ class KubernetesCompute(PodJobs, Compute):
             deployment_id=deployment_id,
             workdir=str(sandbox),
             cores=cores,
-            hosts=[{"node": h.node, "count": h.count, "namespace": name} for h in hosts],
+            # The instances share the namespace; pods get their addresses per job.
+            hosts=[
+                {"node": h.node, "index": i, "id": name, "namespace": name, "address": None}
+                for h in hosts
+                for i in range(h.count)
+            ],
             data={
                 "namespace": name,
                 "sandbox": str(sandbox),

@@ -46,6 +46,7 @@ from stratoflow.sites.sandbox import (
 )
 
 MIB = 1 << 20
+LOOPBACK = "127.0.0.1"
 # Runners we started from this process; polled only so they do not linger as zombies.
 _children: dict[int, subprocess.Popen] = {}
 
@@ -95,6 +96,7 @@ class LocalCompute(Compute):
         try:
             for sub in ("artifacts", "jobs", "outputs"):
                 (sandbox / sub).mkdir(parents=True, exist_ok=True)
+            instances = self._host_entries(sandbox, hosts)
             granted = ledger.reserve(
                 self.name, deployment_id, cores, mem, self.cfg.cores, self.cfg.memory
             )
@@ -117,7 +119,7 @@ class LocalCompute(Compute):
             deployment_id=deployment_id,
             workdir=str(sandbox),
             cores=cores,
-            hosts=[{"node": h.node, "count": h.count, "address": "127.0.0.1"} for h in hosts],
+            hosts=instances,
             data={
                 "sandbox": str(sandbox),
                 "artifacts_dir": str(sandbox / "artifacts"),
@@ -125,6 +127,26 @@ class LocalCompute(Compute):
                 "mem_bytes": mem,
             },
         )
+
+    @staticmethod
+    def _host_entries(sandbox: Path, hosts: list[HostRequest]) -> list[dict]:
+        """One entry per instance, each with its own directory in the sandbox. They are all
+        this machine: both addresses are the loopback."""
+        entries = []
+        for h in hosts:
+            for i in range(h.count):
+                home = sandbox / "hosts" / f"{safe_name(h.node, 'node name')}-{i}"
+                home.mkdir(parents=True, exist_ok=True)
+                entries.append(
+                    {
+                        "node": h.node,
+                        "index": i,
+                        "id": str(home),
+                        "address": LOOPBACK,
+                        "public_address": LOOPBACK,
+                    }
+                )
+        return entries
 
     def _undo(self, sandbox: Path, records: list, ledger: ResourceLedger, adopting: bool) -> None:
         if not adopting:

@@ -299,6 +299,7 @@ class OpenStackCompute(AgentJobs, TeardownMixin, Compute):
             "node": h.node,
             "index": i,
             "name": key,
+            "id": server.id,
             "server_id": server.id,
             "flavor": flavor["name"],
             "public_endpoint": h.public_endpoint,

@@ -1,0 +1,117 @@
+"""Long-lived deployments on the embedded Airflow and the local site: a 2-host cluster is
+created, stays up holding its capacity, and is deleted through the REST API; a deployment
+deleted while it waits in the queue is never provisioned; bad deletes change nothing."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stratoflow.store import Store
+from tests.engine import assert_engine_alive
+
+pytestmark = pytest.mark.airflow
+
+CLUSTER = Path(__file__).resolve().parents[1] / "include" / "templates" / "local_cluster.yaml"
+SITE = "pool"  # 2 cores (conftest's airflow_env)
+
+
+def submit_cluster(owner: str, **inputs: object) -> str:
+    from stratoflow.cli import register
+    from stratoflow.submit import submit
+
+    pairs = [f"{k}={v}" for k, v in {"site": SITE, **inputs}.items()]
+    topology, plan = register(str(CLUSTER), pairs, run=True)
+    deployment_id, _run = submit(plan, topology.bound_inputs, owner=owner)
+    return deployment_id
+
+
+def wait_for(store: Store, deployment_id: str, done: set[str], timeout: float = 240):
+    deadline = time.monotonic() + timeout
+    while True:
+        d = store.get_deployment(deployment_id)
+        if d is not None and d.status.value in done:
+            return d
+        assert time.monotonic() < deadline, f"{deployment_id} still {d and d.status}"
+        assert_engine_alive()
+        time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def rest(airflow_up):
+    from stratoflow import embedded
+
+    with httpx.Client(base_url=embedded.api_url(), timeout=60) as http:
+        login = {"username": embedded.ADMIN, "password": embedded.admin_password()}
+        token = http.post("/auth/token", json=login).json()["access_token"]
+        http.headers["Authorization"] = f"Bearer {token}"
+        yield http
+
+
+def test_a_local_cluster_stays_up_until_deleted(rest):
+    from stratoflow import embedded
+
+    store = Store.open()
+    deployment_id = submit_cluster(embedded.ADMIN, hosts=2, cores=1)
+    created = wait_for(store, deployment_id, {"CREATE_COMPLETE", "CREATE_FAILED"})
+    assert created.status.value == "CREATE_COMPLETE", created.status_reason
+    assert created.outputs["head_address"] == "127.0.0.1"
+    assert created.outputs["addresses"] == ["127.0.0.1", "127.0.0.1"]
+    assert created.outputs["ssh"] == "ssh://127.0.0.1:22"
+    (sandbox,) = {r.external_id for r in store.resources(deployment_id)}
+    assert sorted(p.name for p in (Path(sandbox) / "hosts").iterdir()) == [
+        "cluster-0",
+        "cluster-1",
+    ]
+    # It holds its two cores after its create run ended: a campaign would have released them.
+    time.sleep(2)
+    assert store.reserved(SITE)["cores"] == 2.0
+
+    r = rest.delete(f"/stratoflow/deployments/{deployment_id}")
+    assert r.status_code == 202, r.text
+    assert r.json()["status"] == "DELETE_IN_PROGRESS"
+    assert r.json()["run_id"].startswith(f"delete__{deployment_id}__")
+    again = rest.delete(f"/stratoflow/deployments/{deployment_id}")
+    assert again.status_code == 409 and "a delete is running" in again.json()["detail"]
+
+    deleted = wait_for(store, deployment_id, {"DELETE_COMPLETE", "DELETE_FAILED"})
+    assert deleted.status.value == "DELETE_COMPLETE", deleted.status_reason
+    assert not Path(sandbox).exists()
+    assert store.resources(deployment_id) == []
+    assert store.reserved(SITE)["cores"] == 0.0
+    assert rest.delete(f"/stratoflow/deployments/{deployment_id}").status_code == 409
+
+
+def test_a_deployment_deleted_while_queued_is_never_provisioned(airflow_up):
+    from stratoflow.cli import main
+
+    store = Store.open()
+    holder = submit_cluster("dora", hosts=2, cores=1)
+    assert wait_for(store, holder, {"CREATE_COMPLETE"}).site == SITE
+    waiter = submit_cluster("dora", hosts=1, cores=1)
+    deadline = time.monotonic() + 120
+    while getattr(store.get_deployment(waiter), "task", None) != "queue":
+        assert time.monotonic() < deadline, "the second cluster never waited in the queue"
+        time.sleep(1)
+
+    assert main(["delete", waiter, "--wait", "--timeout", "240"]) == 0
+    gone = store.get_deployment(waiter)
+    assert gone.status.value == "DELETE_COMPLETE"
+    assert store.resources(waiter, include_deleted=True) == []
+    assert store.queue_listing({}) == []
+
+    assert main(["delete", holder, "--wait", "--timeout", "240"]) == 0
+    assert store.reserved(SITE)["cores"] == 0.0
+
+
+def test_bad_deletes_change_nothing(rest, capsys):
+    from stratoflow.cli import main
+
+    unknown = "00000000-0000-4000-8000-000000000000"
+    assert main(["delete", unknown]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert rest.delete(f"/stratoflow/deployments/{unknown}").status_code == 404
+    assert rest.delete(f"/stratoflow/deployments/{'x' * 65}").status_code == 422
