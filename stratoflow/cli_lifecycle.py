@@ -1,8 +1,9 @@
-"""The CLI's commands on an existing deployment's lifecycle: delete (more to come)."""
+"""The CLI's commands on an existing deployment: delete, resources, outputs."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -31,6 +32,39 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _deployment(deployment_id: str):
+    from stratoflow.store import Store
+
+    store = Store.open()
+    deployment = store.get_deployment(deployment_id)
+    if deployment is None:
+        print(f"deployment {deployment_id}: not found", file=sys.stderr)
+    return store, deployment
+
+
+def cmd_resources(args: argparse.Namespace) -> int:
+    store, deployment = _deployment(args.id)
+    if deployment is None:
+        return EXIT_INVALID
+    records = store.resources(args.id, include_deleted=args.all)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in records], indent=2, sort_keys=True, default=str))
+        return EXIT_OK
+    print(f"{deployment.id}  {deployment.status}  {len(records)} resource(s)")
+    for r in records:
+        where = f"{r.site}:{r.external_id or '-'}"
+        print(f"  {r.node}[{r.index}]  {r.kind:<12} {r.state.value:<9} {where}")
+    return EXIT_OK
+
+
+def cmd_outputs(args: argparse.Namespace) -> int:
+    _store, deployment = _deployment(args.id)
+    if deployment is None:
+        return EXIT_INVALID
+    print(json.dumps(deployment.outputs, indent=2, sort_keys=True, default=str))
+    return EXIT_OK
+
+
 def add_parsers(sub: Any) -> None:
     sp = sub.add_parser(
         "delete",
@@ -48,3 +82,22 @@ def add_parsers(sub: Any) -> None:
     )
     sp.add_argument("--by", default="cli", help="who asks (recorded in the status reason)")
     sp.set_defaults(fn=cmd_delete)
+    sp = sub.add_parser(
+        "resources",
+        help="List a deployment's resource records: node, kind, state, site, physical id.",
+        description="List the resources the store records for a deployment (servers, "
+        "floating IPs, sandboxes, namespaces...): node and index, kind, state, site and "
+        "physical id. Exit 2 for an unknown id.",
+    )
+    sp.add_argument("id", help="deployment id")
+    sp.add_argument("--all", action="store_true", help="include deleted ones")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.set_defaults(fn=cmd_resources)
+    sp = sub.add_parser(
+        "outputs",
+        help="Print a deployment's outputs as JSON.",
+        description="Print a deployment's outputs (the template's outputs, addresses, "
+        "staged-out results, usage) as JSON. Exit 2 for an unknown id.",
+    )
+    sp.add_argument("id", help="deployment id")
+    sp.set_defaults(fn=cmd_outputs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 import uuid
-from typing import Any
+from typing import Any, TextIO
 
 from stratoflow import embedded
 from stratoflow.client import AirflowAPIError, AirflowClient
@@ -78,7 +78,7 @@ def follow(
     run_id: str,
     deployment_id: str,
     poll: float = 1.0,
-    out=sys.stdout,
+    out: TextIO | None = None,
     timeout_s: float = 3600.0,
     success: str = "CREATE_COMPLETE",
 ) -> int:
@@ -88,6 +88,7 @@ def follow(
     Gives up (EngineStalled) after ``timeout_s``, or at once when the embedded Airflow's
     health report says a process is down for good.
     """
+    out = out or sys.stdout  # looked up per call: sys.stdout may be replaced after import
     api = client()
     tty = out.isatty()
     last = ""

@@ -105,6 +105,7 @@ def openstack_site(airflow_env: dict[str, str], name: str = "cloud") -> Iterator
     entry = (
         f"  - name: {name}\n    kind: openstack\n"
         f"    conn_id: {OS_CONN_ID}\n    image: ubuntu-22.04\n    network: private\n"
+        "    public_network: public\n"
         "    poll_interval_s: 0.1\n    retry_backoff_s: 0.05\n    boot_timeout_s: 60\n"
         "    allowed_roots: ['{include}']\n"
     )

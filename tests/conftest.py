@@ -6,7 +6,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -274,5 +274,34 @@ def run_dag(airflow_env: dict[str, str]):
             "deployment": deployment,
             "run_failed": "DagRun failed" in log or "state=failed" in log,
         }
+
+    return run
+
+
+@pytest.fixture
+def run_delete(airflow_env: dict[str, str]):
+    """Delete a deployment as `stratoflow delete` does, with the delete DAG's run done by
+    `airflow dags test` (no embedded Airflow up): returns (deployment, log)."""
+    import json
+    import subprocess
+    import sys
+
+    from stratoflow.deletion import DELETE_DAG_ID
+    from stratoflow.store import Store
+
+    def run(deployment_id: str, timeout: float = 300) -> tuple[Any, str]:
+        store = Store.open()
+        store.begin_delete(deployment_id, "delete requested by the test")
+        store.leave_queue(deployment_id, "deleted by the test")
+        airflow = str(Path(sys.executable).with_name("airflow"))
+        conf = json.dumps({"deployment_id": deployment_id})
+        proc = subprocess.run(
+            [airflow, "dags", "test", DELETE_DAG_ID, "-c", conf],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=os.environ,
+        )
+        return store.get_deployment(deployment_id), proc.stdout + proc.stderr
 
     return run

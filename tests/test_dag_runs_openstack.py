@@ -84,3 +84,23 @@ def test_a_server_that_fails_to_boot_is_cleaned_up_and_the_run_fails_over(run_da
     assert "hosts did not boot" in why and "No valid host" in why
     assert fake.leftovers() == {"servers": [], "ports": [], "floatingips": []}
     assert fake.vms.running() == []
+
+
+def test_a_vm_stays_up_until_deleted(run_dag, run_delete, fake):
+    from pathlib import Path
+
+    result = run_dag(Path(__file__).parent / "templates" / "dag" / "vm.yaml")
+    dep = result["deployment"]
+    assert dep.status == "CREATE_COMPLETE", dep.status_reason
+    (server,) = fake.leftovers()["servers"]
+    assert dep.outputs["server_id"] == server
+    assert dep.outputs["public_ip"] and dep.outputs["private_ip"]
+    assert dep.outputs["public_ip"] != dep.outputs["private_ip"]
+    store = Store.open()
+    assert {r.kind for r in store.resources(dep.id)} == {"server", "floating_ip"}
+
+    deleted, log = run_delete(dep.id)
+    assert deleted.status == "DELETE_COMPLETE", f"{deleted.status_reason}\n{log[-3000:]}"
+    assert fake.leftovers() == {"servers": [], "ports": [], "floatingips": []}
+    assert store.resources(dep.id) == []
+    assert {r.state for r in store.resources(dep.id, include_deleted=True)} == {"deleted"}

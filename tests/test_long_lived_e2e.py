@@ -1,6 +1,7 @@
-"""Long-lived deployments on the embedded Airflow and the local site: a 2-host cluster is
+"""Long-lived deployments on the embedded Airflow: a 2-host cluster on the local site is
 created, stays up holding its capacity, and is deleted through the REST API; a deployment
-deleted while it waits in the queue is never provisioned; bad deletes change nothing."""
+deleted while it waits in the queue is never provisioned; a VM deleted while it boots (on
+the OpenStack fake) is stopped and removed; bad deletes change nothing."""
 
 from __future__ import annotations
 
@@ -16,15 +17,26 @@ from tests.engine import assert_engine_alive
 pytestmark = pytest.mark.airflow
 
 CLUSTER = Path(__file__).resolve().parents[1] / "include" / "templates" / "local_cluster.yaml"
+VM = Path(__file__).resolve().parent / "templates" / "dag" / "vm.yaml"
 SITE = "pool"  # 2 cores (conftest's airflow_env)
 
 
-def submit_cluster(owner: str, **inputs: object) -> str:
+@pytest.fixture(scope="module", autouse=True)
+def cloud(airflow_env):
+    """Site ``cloud`` (the OpenStack fake), in the catalogue and its Connection in the
+    environment before the module's Airflow starts (autouse: set up first)."""
+    from tests.cloud_sites import openstack_site
+
+    with openstack_site(airflow_env) as fake:
+        yield fake
+
+
+def submit_cluster(owner: str, template: Path = CLUSTER, **inputs: object) -> str:
     from stratoflow.cli import register
     from stratoflow.submit import submit
 
     pairs = [f"{k}={v}" for k, v in {"site": SITE, **inputs}.items()]
-    topology, plan = register(str(CLUSTER), pairs, run=True)
+    topology, plan = register(str(template), pairs, run=True)
     deployment_id, _run = submit(plan, topology.bound_inputs, owner=owner)
     return deployment_id
 
@@ -51,8 +63,11 @@ def rest(airflow_up):
         yield http
 
 
-def test_a_local_cluster_stays_up_until_deleted(rest):
+def test_a_local_cluster_stays_up_until_deleted(rest, capsys):
+    import json
+
     from stratoflow import embedded
+    from stratoflow.cli import main
 
     store = Store.open()
     deployment_id = submit_cluster(embedded.ADMIN, hosts=2, cores=1)
@@ -66,6 +81,11 @@ def test_a_local_cluster_stays_up_until_deleted(rest):
         "cluster-0",
         "cluster-1",
     ]
+    assert main(["resources", deployment_id]) == 0
+    listing = capsys.readouterr().out
+    assert "cluster[0]  sandbox" in listing and f"{SITE}:{sandbox}" in listing
+    assert main(["outputs", deployment_id]) == 0
+    assert json.loads(capsys.readouterr().out)["head_address"] == "127.0.0.1"
     # It holds its two cores after its create run ended: a campaign would have released them.
     time.sleep(2)
     assert store.reserved(SITE)["cores"] == 2.0
@@ -115,3 +135,29 @@ def test_bad_deletes_change_nothing(rest, capsys):
     assert "not found" in capsys.readouterr().err
     assert rest.delete(f"/stratoflow/deployments/{unknown}").status_code == 404
     assert rest.delete(f"/stratoflow/deployments/{'x' * 65}").status_code == 422
+
+
+def test_a_vm_deleted_while_it_boots_is_stopped_and_removed(rest, cloud):
+    from stratoflow import embedded
+    from stratoflow.submit import client
+
+    store = Store.open()
+    cloud.build_polls = 10**6  # it never becomes ACTIVE: provision waits in the triggerer
+    try:
+        deployment_id = submit_cluster(embedded.ADMIN, VM, site="cloud")
+        deadline = time.monotonic() + 120
+        while not any(r.external_id for r in store.resources(deployment_id)):
+            assert time.monotonic() < deadline, "the server was never created"
+            assert_engine_alive()
+            time.sleep(1)
+        assert len(cloud.leftovers()["servers"]) == 1
+        r = rest.delete(f"/stratoflow/deployments/{deployment_id}")
+        assert r.status_code == 202, r.text
+        deleted = wait_for(store, deployment_id, {"DELETE_COMPLETE", "DELETE_FAILED"})
+    finally:
+        cloud.build_polls = 2
+    assert deleted.status.value == "DELETE_COMPLETE", deleted.status_reason
+    assert cloud.leftovers() == {"servers": [], "ports": [], "floatingips": []}
+    with client() as api:
+        create = api.get_run(deleted.dag_id, deleted.run_id)
+    assert create["state"] == "failed"  # stopped, and it never set CREATE_* over the delete
