@@ -13,3 +13,12 @@ def assert_engine_alive() -> None:
     why = embedded.engine_problem()
     if why is not None:
         pytest.fail(f"the embedded Airflow cannot progress: {why}", pytrace=False)
+
+
+def is_queued(deployment) -> bool:
+    """Waiting in the admission queue: brokering, with the queue's reason."""
+    return (
+        deployment is not None
+        and deployment.task == "BROKERING"
+        and (deployment.status_reason or "").startswith("waiting for capacity")
+    )

@@ -17,6 +17,7 @@ import pytest
 
 from stratoflow.embedded.health import pid_alive
 from stratoflow.store import Store
+from tests.engine import is_queued
 
 pytestmark = pytest.mark.airflow
 
@@ -93,7 +94,7 @@ def test_a_killed_triggerer_while_a_run_waits_in_the_queue(airflow_up):
     holder = submit({"site": "pool", "cores": 2, "seconds": "8"})
     wait_for(lambda: admitted(store, holder), 120, "the first run to be admitted")
     waiter = submit({"site": "pool", "seconds": "1"})
-    wait_for(lambda: store.get_deployment(waiter).task == "queue", 120, "the second to queue")
+    wait_for(lambda: is_queued(store.get_deployment(waiter)), 120, "the second to queue")
     os.kill(component("triggerer").pid, signal.SIGKILL)
 
     assert final(store, holder).status.value == "CREATE_COMPLETE"

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from stratoflow.store import Store
-from tests.engine import assert_engine_alive
+from tests.engine import assert_engine_alive, is_queued
 
 pytestmark = pytest.mark.airflow
 
@@ -113,7 +113,7 @@ def test_a_deployment_deleted_while_queued_is_never_provisioned(airflow_up):
     assert wait_for(store, holder, {"CREATE_COMPLETE"}).site == SITE
     waiter = submit_cluster("dora", hosts=1, cores=1)
     deadline = time.monotonic() + 120
-    while getattr(store.get_deployment(waiter), "task", None) != "queue":
+    while not is_queued(store.get_deployment(waiter)):
         assert time.monotonic() < deadline, "the second cluster never waited in the queue"
         time.sleep(1)
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from stratoflow.store import Store
-from tests.engine import assert_engine_alive
+from tests.engine import assert_engine_alive, is_queued
 
 pytestmark = pytest.mark.airflow
 
@@ -111,7 +111,7 @@ def wait_all(store: Store, ids: list[str], timeout: float = 420, seen: dict | No
             time.sleep(1)
             continue
         for d in deployments.values():
-            if seen is not None and d.task == "queue" and d.status_reason:
+            if seen is not None and is_queued(d):
                 seen[d.id] = d.status_reason
         if all(d.status.value in TERMINAL for d in deployments.values()):
             return deployments
@@ -200,7 +200,7 @@ def test_a_wait_times_out_and_a_stopped_wait_leaves_nothing(queued_plan, airflow
         time.sleep(1)
     patient, stopped = submit_many(queued_plan, ["dave", "erin"], {"site": "tight"})
     deadline = time.monotonic() + 120
-    while not all((store.get_deployment(i).task == "queue") for i in (patient, stopped)):
+    while not all(is_queued(store.get_deployment(i)) for i in (patient, stopped)):
         assert time.monotonic() < deadline, "the later runs never queued"
         time.sleep(1)
     tight = {"tight": SiteRoom("tight", 1.0, 1 << 40)}

@@ -339,3 +339,40 @@ def test_store_survives_fork(store: Store):
     assert os.waitstatus_to_exitcode(status) == 0
     store.record_step_event(dep.id, "parent-again", "succeeded")
     assert [e["step"] for e in store.step_events(dep.id)] == ["parent", "child", "parent-again"]
+
+
+def test_a_delete_is_never_hidden_by_a_late_create(store: Store):
+    from stratoflow.store import DeleteConflict
+
+    d = store.create_deployment("dag_del", "r1", "h", {}, owner="ann")
+    store.intend_resource(d.id, "local", "sandbox", "host", 0)
+    store.set_task(d.id, "DEPLOYER")
+    before = store.begin_delete(d.id, "delete requested by ann")
+    assert before.status == "CREATE_IN_PROGRESS" and before.task == "DEPLOYER"
+    now = store.get_deployment(d.id)
+    assert now.status == "DELETE_IN_PROGRESS" and now.task == "DEPLOYER"
+    # A create run stopped by the delete, in its last seconds: nothing new, no CREATE_*.
+    with pytest.raises(StoreError, match="is DELETE_IN_PROGRESS: .* is not created"):
+        store.intend_resource(d.id, "local", "sandbox", "host", 1)
+    assert store.set_status(d.id, "CREATE_COMPLETE") is False
+    assert store.get_deployment(d.id).status == "DELETE_IN_PROGRESS"
+    with pytest.raises(DeleteConflict, match="a delete is running"):
+        store.begin_delete(d.id, "again")
+    store.set_status(d.id, "DELETE_FAILED", reason="site down", task="")
+    assert store.begin_delete(d.id, "retry").status == "DELETE_FAILED"  # deleting again retries
+    store.set_status(d.id, "DELETE_COMPLETE", task="")
+    store.set_task(d.id, "DMS")  # a final state has no task
+    assert store.get_deployment(d.id).task is None
+    with pytest.raises(DeleteConflict, match="is DELETE_COMPLETE"):
+        store.begin_delete(d.id, "once more")
+    with pytest.raises(NotFound):
+        store.begin_delete(str(uuid.uuid4()), "nobody")
+
+
+def test_resource_records_carry_their_node_state(store: Store):
+    d = store.create_deployment("dag_ns", "r1", "h", {})
+    rec = store.intend_resource(d.id, "cloud", "server", "vm", 0)
+    assert rec.to_dict()["node_state"] == "CREATING"
+    assert store.mark_resource_created(rec.key, "srv-1").node_state == "CREATED"
+    assert store.mark_resource_failed(rec.key, "boom").node_state == "ERROR"
+    assert store.mark_resource_deleted(rec.key).to_dict()["node_state"] == "DELETED"

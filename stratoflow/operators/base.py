@@ -23,6 +23,9 @@ class DeploymentOperator(BaseOperator):
     """Works for one deployment; subclasses implement ``run(context)`` and say which
     deployment (``deployment_id``)."""
 
+    #: What the deployment's ``task`` says while this step works (a ``Task``); None: unset.
+    works_as: str | None = None
+
     @cached_property
     def store(self):
         from stratoflow.store import Store
@@ -33,6 +36,8 @@ class DeploymentOperator(BaseOperator):
         raise NotImplementedError
 
     def execute(self, context: Any) -> Any:
+        if self.works_as is not None:
+            self.store.set_task(self.deployment_id(context), self.works_as)
         return self.guarded(context, self.run, context)
 
     def run(self, context: Any) -> Any:

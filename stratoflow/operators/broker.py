@@ -11,6 +11,7 @@ from stratoflow.execution.placement import demand, site_offers
 from stratoflow.operators.base import StratoflowOperator
 from stratoflow.plan.inputs import bind_inputs
 from stratoflow.plan.model import resolve
+from stratoflow.store.models import Task
 
 
 class BrokerOperator(StratoflowOperator):
@@ -35,9 +36,11 @@ class BrokerOperator(StratoflowOperator):
             priority = placement_priority(placement)
         except TemplateError as exc:
             # Bad input never improves on retry: fail now, say which field.
-            self.store.set_status(deployment.id, "CREATE_FAILED", reason=str(exc))
+            self.store.set_status(deployment.id, "CREATE_FAILED", reason=str(exc), task="")
             raise AirflowFailException(str(exc)) from exc
-        self.store.set_status(deployment.id, "CREATE_IN_PROGRESS", site=candidates[0])
+        self.store.set_status(
+            deployment.id, "CREATE_IN_PROGRESS", site=candidates[0], task=Task.BROKERING
+        )
         self.log.info("deployment %s: candidate sites %s", deployment.id, candidates)
         return {
             "deployment_id": deployment.id,

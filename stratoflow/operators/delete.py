@@ -10,6 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from stratoflow.errors import SiteError
 from stratoflow.execution.teardown import tear_down
 from stratoflow.operators.base import DeploymentOperator
+from stratoflow.store.models import Task
 
 #: How long to wait for a stopped create run's tasks to end before tearing down anyway.
 CREATE_STOP_WAIT_S = 120.0
@@ -25,6 +26,7 @@ class DeleteOperator(DeploymentOperator):
     Idempotent: a retry, or a later delete, finishes what a killed try left."""
 
     ui_color = "#f4cccc"
+    works_as = Task.DEPLOYER
 
     def deployment_id(self, context: Any) -> str:
         return str(context["params"]["deployment_id"])
@@ -67,4 +69,6 @@ class DeleteOperator(DeploymentOperator):
             time.sleep(2.0)
 
     def on_final_failure(self, context: Any, exc: BaseException) -> None:
-        self.store.set_status(self.deployment_id(context), "DELETE_FAILED", reason=str(exc))
+        self.store.set_status(
+            self.deployment_id(context), "DELETE_FAILED", reason=str(exc), task=""
+        )

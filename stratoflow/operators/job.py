@@ -11,6 +11,7 @@ from stratoflow.execution.placement import compute_for_site
 from stratoflow.operators.base import StratoflowOperator
 from stratoflow.plan.model import PROVISION
 from stratoflow.sites.base import Allocation, JobStatus
+from stratoflow.store.models import Task
 from stratoflow.triggers.job import JobTrigger
 
 
@@ -27,6 +28,7 @@ class JobOperator(StratoflowOperator):
 
     template_fields = ("chunk", "upstream_outputs")
     ui_color = "#fff2cc"
+    works_as = Task.DEPLOYER
 
     def __init__(
         self, *, chunk: list[str] | None = None, upstream_outputs: Any = None, **kwargs: Any

@@ -16,6 +16,7 @@ from stratoflow.operators.base import StratoflowOperator
 from stratoflow.plan.model import PROVISION
 from stratoflow.sites.base import Allocation
 from stratoflow.sites.queue_policy import DAY_S
+from stratoflow.store.models import Task
 from stratoflow.triggers.admission import AdmissionTrigger
 from stratoflow.triggers.wait import SiteWaitTrigger
 
@@ -41,6 +42,7 @@ class ProvisionOperator(StratoflowOperator):
     """
 
     ui_color = "#d9ead3"
+    works_as = Task.DEPLOYER
 
     def run(self, context: Any) -> dict:
         bound = self.bound(context)
@@ -88,7 +90,7 @@ class ProvisionOperator(StratoflowOperator):
             raise SiteError(f"deployment {deployment_id} is not in the admission queue")
         if isinstance(verdict, Queued):
             self.store.set_status(
-                deployment_id, "CREATE_IN_PROGRESS", reason=verdict.reason, task="queue"
+                deployment_id, "CREATE_IN_PROGRESS", reason=verdict.reason, task=Task.BROKERING
             )
             self.log.info("%s: %s", deployment_id, verdict.reason)
             self.defer(
@@ -98,7 +100,11 @@ class ProvisionOperator(StratoflowOperator):
                 timeout=timedelta(seconds=max(deadline - time.time(), 0) + 300),
             )
         self.store.set_status(
-            deployment_id, "CREATE_IN_PROGRESS", reason="", task="", site=verdict.site
+            deployment_id,
+            "CREATE_IN_PROGRESS",
+            reason="",
+            task=Task.DEPLOYER,
+            site=verdict.site,
         )
         why = verdict.why
         failed = bound["candidates"][: _first_candidate(context, bound["candidates"])]
@@ -176,7 +182,7 @@ class ProvisionOperator(StratoflowOperator):
         self.store.release_all(deployment_id)
 
     def _provisioned(self, deployment_id: str, site: str, alloc: Allocation) -> dict:
-        self.store.set_status(deployment_id, "CREATE_IN_PROGRESS", site=site, task="")
+        self.store.set_status(deployment_id, "CREATE_IN_PROGRESS", site=site)
         self.log.info(
             "provisioned %s at %s: %d cores, workdir %s",
             deployment_id,
@@ -191,6 +197,7 @@ class TeardownOperator(StratoflowOperator):
     """Remove everything the deployment holds at its site. Idempotent; keeps results."""
 
     ui_color = "#f4cccc"
+    works_as = Task.DEPLOYER
 
     def run(self, context: Any) -> dict:
         deployment_id = self.deployment_id(context)

@@ -48,7 +48,11 @@ class ReportOperator(StratoflowOperator):
         )
         if bound:  # the broker ran, so the deployment record exists
             self.store.set_status(
-                deployment_id, outcome.status, reason=outcome.reason, outputs=outcome.outputs
+                deployment_id,
+                outcome.status,
+                reason=outcome.reason,
+                outputs=outcome.outputs,
+                task="",
             )
         if outcome.status != "CREATE_COMPLETE":
             raise AirflowFailException(f"deployment {deployment_id} failed: {outcome.reason}")

@@ -17,6 +17,7 @@ from stratoflow.execution.staging import (
 from stratoflow.operators.base import StratoflowOperator
 from stratoflow.plan.model import PROVISION, resolve
 from stratoflow.sites.base import Allocation
+from stratoflow.store.models import Task
 from stratoflow.triggers.wait import SiteWaitTrigger
 
 
@@ -24,6 +25,7 @@ class StageInOperator(StratoflowOperator):
     """Copy the dataset into the sandbox; return the files in chunks, one per job."""
 
     ui_color = "#cfe2f3"
+    works_as = Task.DMS
 
     def run(self, context: Any) -> list[list[str]]:
         bound = self.bound(context)
@@ -43,6 +45,7 @@ class StageOutOperator(StratoflowOperator):
 
     template_fields = ("sources",)
     ui_color = "#cfe2f3"
+    works_as = Task.DMS
 
     def __init__(self, *, sources: list[Any], **kwargs: Any):
         super().__init__(**kwargs)
@@ -71,6 +74,7 @@ class TransferOperator(StratoflowOperator):
     otherwise each file is copied and verified in the task."""
 
     ui_color = "#cfe2f3"
+    works_as = Task.DMS
 
     def _files(self, context: Any) -> tuple[list[dict], str, list[str], bool]:
         inputs = self.bound(context)["inputs"]

@@ -15,6 +15,7 @@ from stratoflow.store.models import (
     ResourceRecord,
     ResourceState,
     StoreError,
+    Task,
     resource_key,
 )
 from stratoflow.store.store import Store, deployment_id_for
@@ -29,6 +30,7 @@ __all__ = [
     "ResourceState",
     "Store",
     "StoreError",
+    "Task",
     "default_store_url",
     "deployment_id_for",
     "resource_key",

@@ -57,6 +57,15 @@ class DeploymentStatus(StrEnum):
         return self.value.endswith("_FAILED")
 
 
+class Task(StrEnum):
+    """What works on a deployment now, named as in the INDIGO PaaS orchestrator. A
+    deployment in a final state has none (``task`` is None: INDIGO's NONE)."""
+
+    BROKERING = "BROKERING"  # choosing sites, or waiting in the admission queue
+    DEPLOYER = "DEPLOYER"  # provisioning, running jobs, tearing down or deleting
+    DMS = "DMS"  # moving data: stage-in, stage-out, transfers
+
+
 class ResourceState(StrEnum):
     INTENDED = "intended"
     CREATED = "created"
@@ -64,6 +73,15 @@ class ResourceState(StrEnum):
     DELETED = "deleted"
     FAILED = "failed"
 
+
+# The record's state as a TOSCA node state (INITIAL, CONFIGURING... are not distinguished).
+_NODE_STATES = {
+    ResourceState.INTENDED: "CREATING",
+    ResourceState.CREATED: "CREATED",
+    ResourceState.DELETING: "DELETING",
+    ResourceState.DELETED: "DELETED",
+    ResourceState.FAILED: "ERROR",
+}
 
 # States in which something may exist at a site: the reaper's working set.
 LIVE_STATES = (ResourceState.INTENDED, ResourceState.CREATED, ResourceState.DELETING)
@@ -114,7 +132,7 @@ class Deployment:
     site: str | None
     created_at: datetime
     updated_at: datetime
-    #: What it is doing outside its run's tasks: "queue" while it waits for capacity.
+    #: What works on it now (a :class:`Task` value); None once it is in a final state.
     task: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,5 +167,10 @@ class ResourceRecord:
     def live(self) -> bool:
         return self.state in LIVE_STATES
 
+    @property
+    def node_state(self) -> str:
+        """The TOSCA node state INDIGO reports for the resource."""
+        return _NODE_STATES[self.state]
+
     def to_dict(self) -> dict[str, Any]:
-        return _json_friendly(asdict(self))
+        return {**_json_friendly(asdict(self)), "node_state": self.node_state}

@@ -99,7 +99,7 @@ deployments = Table(
     Column("site", String(255), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
-    # What the deployment is doing now when that is not a task of its run: "queue".
+    # What works on the deployment now: BROKERING, DEPLOYER, DMS (INDIGO's); NULL: nothing.
     Column("task", String(64), nullable=True),
     UniqueConstraint("dag_id", "run_id"),
     Index(None, "owner", "created_at"),

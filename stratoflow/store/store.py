@@ -21,6 +21,7 @@ from stratoflow.store.models import (
     DeploymentStatus,
     NotFound,
     StoreError,
+    Task,
 )
 from stratoflow.store.reaper_log import ReaperLog
 from stratoflow.store.resources import ResourceOps
@@ -271,6 +272,19 @@ class Store(ResourceOps, AdmissionOps, ReaperLog):
                 raise NotFound(f"no deployment {id!r}")
         return True
 
+    def set_task(self, id: str, task: str) -> None:
+        """Say what works on a deployment now; only while it is in progress (a late step
+        of a finished or deleted deployment leaves it alone). Unknown ids are ignored."""
+        with self._write() as conn:
+            conn.execute(
+                update(deployments)
+                .where(
+                    deployments.c.id == id,
+                    deployments.c.status.in_([s.value for s in DeploymentStatus if s.in_progress]),
+                )
+                .values(task=Task(task).value, updated_at=utcnow())
+            )
+
     def begin_delete(self, id: str, reason: str) -> Deployment:
         """Move a deployment to DELETE_IN_PROGRESS; return it as it was before.
 
@@ -296,7 +310,7 @@ class Store(ResourceOps, AdmissionOps, ReaperLog):
                 .values(
                     status=DeploymentStatus.DELETE_IN_PROGRESS.value,
                     status_reason=reason[:_MAX_MESSAGE] or None,
-                    task=None,
+                    task=Task.DEPLOYER.value,
                     updated_at=utcnow(),
                 )
             )

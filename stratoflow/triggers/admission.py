@@ -12,6 +12,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from stratoflow.admission import Admitted, Queued, SiteRoom
 from stratoflow.store.admission import LEASE_S
+from stratoflow.store.models import Task
 
 CLASSPATH = "stratoflow.triggers.admission.AdmissionTrigger"
 # After it fires, the deployment keeps its place this long while a worker picks it up.
@@ -102,7 +103,7 @@ class AdmissionTrigger(BaseTrigger):
                     self.deployment_id,
                     "CREATE_IN_PROGRESS",
                     reason=reason,
-                    task="queue",
+                    task=Task.BROKERING,
                 )
             if time.time() >= self.deadline:
                 return {"status": "timeout", "reason": reason}
