@@ -72,7 +72,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from stratoflow.submit import submit
 
     topology, plan = register(args.file, args.input, run=True)
-    deployment_id, run_id = submit(plan, topology.bound_inputs, owner=args.owner)
+    options = {"keep_last_attempt": True} if args.keep_last_attempt else None
+    deployment_id, run_id = submit(plan, topology.bound_inputs, owner=args.owner, options=options)
     print(deployment_id)
     if args.wait:
         from stratoflow.submit import follow
@@ -273,6 +274,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--wait", action="store_true", help="follow the run until it ends")
     sp.add_argument("--owner", default="cli", help="who the deployment belongs to")
+    sp.add_argument(
+        "--keep-last-attempt",
+        action="store_true",
+        help="if provisioning fails everywhere, keep the last attempt's resources to debug",
+    )
     sp.add_argument(
         "--timeout", type=float, default=3600.0, help="with --wait: give up after S seconds"
     )

@@ -26,19 +26,26 @@ def client() -> AirflowClient:
 
 
 def submit(
-    plan: Plan, inputs: dict[str, Any], owner: str = "cli", api: AirflowClient | None = None
+    plan: Plan,
+    inputs: dict[str, Any],
+    owner: str = "cli",
+    api: AirflowClient | None = None,
+    options: dict[str, Any] | None = None,
 ) -> tuple[str, str]:
     """Record the deployment, then trigger its run. Returns (deployment id, run id).
 
     ``api`` defaults to the admin client; the deployments API passes one holding the
-    caller's token. The record comes first so a failure to trigger is visible as
+    caller's token. ``options`` are the submission's besides the inputs
+    (``keep_last_attempt``). The record comes first so a failure to trigger is visible as
     CREATE_FAILED with the reason, never as a run nobody knows about.
     """
     dag_id = plan["dag_id"]
     run_id = f"stratoflow__{uuid.uuid4().hex[:16]}"
     deployment_id = deployment_id_for(dag_id, run_id)
     with Store.open() as store:
-        store.create_deployment(dag_id, run_id, plan["hash"], inputs, owner=owner, id=deployment_id)
+        store.create_deployment(
+            dag_id, run_id, plan["hash"], inputs, owner=owner, id=deployment_id, options=options
+        )
         try:
             with api or client() as airflow:
                 airflow.start_run(dag_id, run_id, inputs, embedded.one_trigger_at_a_time)

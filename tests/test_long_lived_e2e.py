@@ -161,3 +161,31 @@ def test_a_vm_deleted_while_it_boots_is_stopped_and_removed(rest, cloud):
     with client() as api:
         create = api.get_run(deleted.dag_id, deleted.run_id)
     assert create["state"] == "failed"  # stopped, and it never set CREATE_* over the delete
+
+
+def test_keep_last_attempt_keeps_only_the_last_failed_attempt(cloud, capsys):
+    from stratoflow.cli import main, register
+    from stratoflow.submit import submit
+
+    store = Store.open()
+    cloud.fail_boots = 10  # every server goes to ERROR: "No valid host was found"
+    try:
+        topology, plan = register(str(VM), ["site=cloud"], run=True)
+        deployment_id, _run = submit(
+            plan, topology.bound_inputs, owner="erin", options={"keep_last_attempt": True}
+        )
+        failed = wait_for(store, deployment_id, {"CREATE_FAILED", "CREATE_COMPLETE"}, 300)
+    finally:
+        cloud.fail_boots = 0
+    assert failed.status.value == "CREATE_FAILED"
+    assert "kept for debugging (keepLastAttempt)" in failed.status_reason
+    assert failed.task is None
+    # Three tries at the one candidate: the first two were cleaned up, the last is kept.
+    (server,) = cloud.leftovers()["servers"]
+    (kept,) = store.resources(deployment_id)
+    assert kept.kind == "server" and kept.external_id == server
+    assert main(["resources", deployment_id]) == 0
+    assert f"cloud:{server}" in capsys.readouterr().out
+
+    assert main(["delete", deployment_id, "--wait", "--timeout", "240"]) == 0
+    assert cloud.leftovers() == {"servers": [], "ports": [], "floatingips": []}

@@ -44,11 +44,17 @@ def airflow_client_as(token: str) -> AirflowClient:
     return AirflowClient(airflow_base_url(), token=token)
 
 
-def submit_as(plan: Plan, inputs: dict[str, Any], owner: str, token: str) -> tuple[str, str]:
+def submit_as(
+    plan: Plan,
+    inputs: dict[str, Any],
+    owner: str,
+    token: str,
+    options: dict[str, Any] | None = None,
+) -> tuple[str, str]:
     """Record the deployment, then trigger its run as the caller. Returns (id, run id)."""
     from stratoflow.submit import submit
 
     api = airflow_client_as(token)
-    deployment_id, run_id = submit(plan, inputs, owner=owner, api=api)
+    deployment_id, run_id = submit(plan, inputs, owner=owner, api=api, options=options)
     log.info("deployment %s (%s/%s) submitted by %s", deployment_id, plan["dag_id"], run_id, owner)
     return deployment_id, run_id

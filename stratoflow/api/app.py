@@ -33,6 +33,12 @@ class DeploymentRequest(BaseModel):
     inputs: dict[str, Any] = Field(
         default_factory=dict, description="The template's inputs; omitted ones take defaults."
     )
+    keep_last_attempt: bool = Field(
+        False,
+        description="When provisioning fails at every candidate site, keep the last "
+        "attempt's resources for debugging (INDIGO's keepLastAttempt); deleting the "
+        "deployment removes them.",
+    )
 
 
 class DeploymentCreated(BaseModel):
@@ -159,7 +165,11 @@ def create_deployment(
         raise invalid([(i.path or "template", i.message) for i in exc.issues]) from None
     try:
         deployment_id, run_id = submit_as(
-            plan, topology.bound_inputs, owner=caller.name, token=caller.token
+            plan,
+            topology.bound_inputs,
+            owner=caller.name,
+            token=caller.token,
+            options={"keep_last_attempt": True} if request.keep_last_attempt else None,
         )
     except AirflowAPIError as exc:
         raise _airflow_failed(exc) from None

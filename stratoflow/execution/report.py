@@ -62,6 +62,7 @@ def deployment_outcome(
     ]
     if admissions and results.get(m.PROVISION):
         outputs["placement"] = admissions[-1]  # why it went where it went
+    problems += [e.get("message") or "" for e in events if e.get("kind") == "kept"]
     if problems:
         return Outcome("CREATE_FAILED", "; ".join(dict.fromkeys(problems)), outputs)
     if site_errors and results.get(m.PROVISION):

@@ -48,4 +48,6 @@ class BrokerOperator(StratoflowOperator):
             "candidates": candidates,
             "hosts": hosts,
             "priority": priority,
+            # Keep a failed last attempt's resources for debugging (a submission option).
+            "keep_last_attempt": bool(deployment.options.get("keep_last_attempt")),
         }

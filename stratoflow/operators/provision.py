@@ -14,7 +14,7 @@ from stratoflow.execution.placement import compute_for_site, demand, host_reques
 from stratoflow.execution.teardown import tear_down
 from stratoflow.operators.base import StratoflowOperator
 from stratoflow.plan.model import PROVISION
-from stratoflow.sites.base import Allocation
+from stratoflow.sites.base import Allocation, Compute
 from stratoflow.sites.queue_policy import DAY_S
 from stratoflow.store.models import Task
 from stratoflow.triggers.admission import AdmissionTrigger
@@ -120,13 +120,24 @@ class ProvisionOperator(StratoflowOperator):
         )
         return self._provision(context, deployment_id, verdict.site, bound["hosts"])
 
-    def _provision(self, context: Any, deployment_id: str, site: str, hosts: list) -> dict:
+    def _compute(self, context: Any, site: str) -> Compute:
         compute = compute_for_site(site)
+        compute.keep_failed_attempt = self._keeps_failed_attempt(context)
+        return compute
+
+    def _keeps_failed_attempt(self, context: Any) -> bool:
+        """The submitter asked to keep a failed last attempt, and this try is the last."""
+        keep = bool(self.bound(context).get("keep_last_attempt"))
+        return keep and context["ti"].try_number > self.retries
+
+    def _provision(self, context: Any, deployment_id: str, site: str, hosts: list) -> dict:
+        compute = self._compute(context, site)
         try:
             alloc = compute.provision_start(deployment_id, host_requests(hosts), self.store)
             wait = compute.boot_wait(alloc)
         except SiteError as exc:
-            self.store.release(site, deployment_id)  # the attempt is gone; so is its room
+            if not compute.keep_failed_attempt:
+                self.store.release(site, deployment_id)  # the attempt is gone; so is its room
             raise SiteError(f"site {site}: {exc}") from exc
         if wait is not None:
             # VMs take minutes to boot: wait in the triggerer, not in a worker slot.
@@ -158,15 +169,16 @@ class ProvisionOperator(StratoflowOperator):
         state: dict[str, Any] = {"site": site, "alloc": alloc} if site else event.get("echo") or {}
 
         def finish() -> dict:
-            compute = compute_for_site(state["site"])
+            compute = self._compute(context, state["site"])
             started = Allocation.from_dict(state["alloc"])
             status = (event or {}).get("status")
             if status != "active":
                 why = (event or {}).get("message") or f"{status}: {event}"
                 exc = SiteError(f"site {state['site']}: hosts did not boot: {why}")
-                compute.cleanup_attempt(started.deployment_id, self.store, exc)
-                self.store.release(state["site"], started.deployment_id)
-                raise exc
+                note = compute.cleanup_attempt(started.deployment_id, self.store, exc)
+                if not compute.keep_failed_attempt:
+                    self.store.release(state["site"], started.deployment_id)
+                raise SiteError(f"{exc}{note}")
             try:
                 done = compute.provision_finish(started, self.store)
             except SiteError as exc:
@@ -179,6 +191,20 @@ class ProvisionOperator(StratoflowOperator):
         # Out of tries (or waited too long): leave the line, so nobody waits behind it.
         deployment_id = self.deployment_id(context)
         self.store.leave_queue(deployment_id, f"provision failed: {exc}")
+        kept = [r for r in self.store.resources(deployment_id) if r.live]
+        if kept and self._keeps_failed_attempt(context):
+            # They hold their capacity until the deployment is deleted.
+            where = ", ".join(sorted({f"{r.kind} {r.external_id or r.key}" for r in kept}))
+            self.store.record_step_event(
+                deployment_id,
+                self.task_id,
+                "kept",
+                message=f"the last attempt's resources are kept for debugging (keepLastAttempt):"
+                f" {where}; `stratoflow resources` lists them, deleting the deployment"
+                " removes them",
+                try_number=context["ti"].try_number,
+            )
+            return
         self.store.release_all(deployment_id)
 
     def _provisioned(self, deployment_id: str, site: str, alloc: Allocation) -> dict:

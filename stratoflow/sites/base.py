@@ -6,6 +6,7 @@ StagedFile) are plain JSON-serialisable dataclasses so they can travel through X
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from stratoflow.sites.waits import WaitSpec
     from stratoflow.store.models import ResourceRecord
+
+log = logging.getLogger(__name__)
 
 
 class ResourceLedger(Protocol):
@@ -222,12 +225,29 @@ class Compute(ABC):
         """After the boot wait: addresses, agents. Cleans up the attempt on failure."""
         return alloc
 
+    #: Set by the provision step on a deployment's last try when its submitter asked to
+    #: keep a failed attempt for debugging (keepLastAttempt): then nothing is removed.
+    keep_failed_attempt: bool = False
+
     def cleanup_attempt(
         self, deployment_id: str, ledger: ResourceLedger, cause: BaseException
-    ) -> None:
+    ) -> str:
         """Delete what a failed provision attempt holds here. Airflow never runs the
         teardown of a setup that failed, so this is the only cleanup until the reaper.
-        The default tears the deployment down at this site."""
+        It never raises (it must not hide ``cause``); it returns a note for the error
+        message: "" when everything is gone."""
+        if self.keep_failed_attempt:
+            log.info("%s: keeping the failed attempt of %s (%s)", self.name, deployment_id, cause)
+            return " (its resources are kept for debugging: keepLastAttempt)"
+        try:
+            self.remove_attempt(deployment_id, ledger)
+        except Exception as e:
+            log.error("%s: cleanup after %r left resources: %s", self.name, cause, e)
+            return f" (cleanup incomplete, left for the reaper: {e})"
+        return ""
+
+    def remove_attempt(self, deployment_id: str, ledger: ResourceLedger) -> None:
+        """What ``cleanup_attempt`` removes. The default tears the deployment down here."""
         self.teardown(deployment_id, ledger)
 
     def list_outputs(self, alloc: Allocation, outdir: str) -> list[str]:

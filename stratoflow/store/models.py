@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -134,6 +134,8 @@ class Deployment:
     updated_at: datetime
     #: What works on it now (a :class:`Task` value); None once it is in a final state.
     task: str | None = None
+    #: Submission options besides the inputs, e.g. ``{"keep_last_attempt": True}``.
+    options: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return _json_friendly(asdict(self))

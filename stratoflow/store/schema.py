@@ -101,6 +101,8 @@ deployments = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     # What works on the deployment now: BROKERING, DEPLOYER, DMS (INDIGO's); NULL: nothing.
     Column("task", String(64), nullable=True),
+    # Submission options besides the inputs: {"keep_last_attempt": true}. NULL: none.
+    Column("options", JSON, nullable=True),
     UniqueConstraint("dag_id", "run_id"),
     Index(None, "owner", "created_at"),
     Index(None, "created_at"),

@@ -61,6 +61,7 @@ def _deployment(row: Row[Any]) -> Deployment:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         task=m["task"],
+        options=dict(m["options"] or {}),
     )
 
 
@@ -167,6 +168,7 @@ class Store(ResourceOps, AdmissionOps, ReaperLog):
         inputs: dict[str, Any],
         owner: str = "anonymous",
         id: str | None = None,
+        options: dict[str, Any] | None = None,
     ) -> Deployment:
         """Insert a new deployment in CREATE_IN_PROGRESS.
 
@@ -187,6 +189,7 @@ class Store(ResourceOps, AdmissionOps, ReaperLog):
             "site": None,
             "created_at": now,
             "updated_at": now,
+            "options": dict(options or {}),
         }
         with self._write() as conn:
             conn.execute(insert(deployments).values(**values))

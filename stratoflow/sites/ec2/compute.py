@@ -169,7 +169,7 @@ class EC2Compute(AgentJobs, Compute):
             self.wait_for_agent(alloc, self.cfg.boot_timeout_s)
         except Exception as e:
             reason = self._reason(e)
-            cleanup = self._undo(deployment_id, ledger)
+            cleanup = self.cleanup_attempt(deployment_id, ledger, e)
             raise SiteError(
                 f"ec2: provisioning deployment {deployment_id} at site {self.name!r} failed:"
                 f" {reason}{cleanup}"
@@ -309,14 +309,9 @@ class EC2Compute(AgentJobs, Compute):
 
     # ---- teardown -----------------------------------------------------------------
 
-    def _undo(self, deployment_id: str, ledger: ResourceLedger) -> str:
-        """Remove everything of the deployment at this site after a failed provision (the
-        Airflow teardown does not run when its setup failed)."""
-        try:
-            self.teardown(deployment_id, ledger, timeout_s=min(self.cfg.terminate_timeout_s, 60))
-            return ""
-        except Exception as e:
-            return f" (cleanup incomplete, left for teardown and the reaper: {e})"
+    def remove_attempt(self, deployment_id: str, ledger: ResourceLedger) -> None:
+        # A failed attempt's instances need not be waited for long: the reaper finishes.
+        self.teardown(deployment_id, ledger, timeout_s=min(self.cfg.terminate_timeout_s, 60))
 
     def teardown(
         self,

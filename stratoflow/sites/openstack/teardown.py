@@ -25,17 +25,6 @@ class TeardownMixin:
     find_server: Any
     find_fip: Any
 
-    def cleanup_attempt(
-        self, deployment_id: str, ledger: ResourceLedger, cause: BaseException
-    ) -> None:
-        """Delete what a failed provision holds here. Airflow never runs the teardown of a
-        setup that failed, so this is the only cleanup until the reaper. It must not hide
-        ``cause``: its own failures are logged, and the records say what is left."""
-        try:
-            self.teardown(deployment_id, ledger)
-        except Exception as e:
-            log.error("openstack %s: cleanup after %r left resources: %s", self.name, cause, e)
-
     def teardown(
         self, deployment_id: str, ledger: ResourceLedger, alloc: Allocation | None = None
     ) -> None:
