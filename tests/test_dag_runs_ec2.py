@@ -56,3 +56,47 @@ def test_demo_campaign_runs_unchanged_on_ec2(run_dag, airflow_env, booter):
     store = Store.open()
     assert store.resources(dep.id) == []
     assert {r.kind for r in store.resources(dep.id, include_deleted=True)} == {"instance"}
+
+
+def test_a_cluster_with_a_volume_each_is_created_then_deleted(run_dag, run_delete, booter):
+    from pathlib import Path
+
+    import boto3
+
+    template = Path(__file__).parent / "templates" / "dag" / "cluster_volumes.yaml"
+    result = run_dag(template)
+    dep = result["deployment"]
+    assert dep.status == "CREATE_COMPLETE", dep.status_reason
+    ec2 = boto3.client(
+        "ec2",
+        region_name="us-east-1",
+        endpoint_url=shared_moto_url(),
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    mine = [{"Name": "tag:stratoflow:deployment", "Values": [dep.id]}]
+    volumes = ec2.describe_volumes(Filters=mine)["Volumes"]
+    assert sorted(dep.outputs["volumes"]) == sorted(v["VolumeId"] for v in volumes)
+    assert [(v["Size"], v["State"]) for v in volumes] == [(10, "in-use")] * 3
+    assert len(dep.outputs["addresses"]) == 3
+    store = Store.open()
+    kinds = sorted(r.kind for r in store.resources(dep.id))
+    assert kinds == ["instance"] * 3 + ["volume"] * 3
+
+    deleted, log = run_delete(dep.id)
+    assert deleted.status == "DELETE_COMPLETE", f"{deleted.status_reason}\n{log[-3000:]}"
+    assert ec2.describe_volumes(Filters=mine)["Volumes"] == []
+    live = mine + [{"Name": "instance-state-name", "Values": ["pending", "running"]}]
+    assert ec2.describe_instances(Filters=live)["Reservations"] == []
+    assert booter.running() == []
+    assert store.resources(dep.id) == []
+
+
+def test_block_storage_is_refused_where_the_kind_has_no_volumes(run_dag):
+    from pathlib import Path
+
+    template = Path(__file__).parent / "templates" / "dag" / "cluster_volumes.yaml"
+    dep = run_dag(template, {"site": "local"})["deployment"]
+    assert dep.status == "CREATE_FAILED"
+    assert "local: kind 'local' cannot attach block storage (scratch)" in dep.status_reason
+    assert Store.open().resources(dep.id, include_deleted=True) == []

@@ -96,3 +96,56 @@ topology_template:
 """
     with pytest.raises(TemplateError, match="nothing to deploy or run"):
         compile_text(tmp_path, text)
+
+
+def test_volumes_are_per_host_and_only_in_plans_that_have_them(tmp_path):
+    _topology, plan = compile_template(str(ROOT / "tests/templates/dag/cluster_volumes.yaml"), {})
+    (host,) = plan["hosts"]
+    assert host["count"] == 3
+    assert host["volumes"] == [
+        {"node": "scratch", "size": "10 GB", "device": None, "location": "/mnt/scratch"}
+    ]
+    _topology, plain = compile_text(tmp_path, VM)
+    assert "volumes" not in plain["hosts"][0]
+
+
+def test_block_storage_faults_name_their_field(tmp_path):
+    unattached = """
+tosca_definitions_version: tosca_simple_yaml_1_3
+topology_template:
+  node_templates:
+    server: {type: tosca.nodes.Compute}
+    disk: {type: tosca.nodes.BlockStorage, properties: {size: 1 GB}}
+"""
+    with pytest.raises(TemplateError, match="node_templates.disk: a BlockStorage must be attached"):
+        compile_text(tmp_path, unattached)
+    bad_relationship = """
+tosca_definitions_version: tosca_simple_yaml_1_3
+topology_template:
+  node_templates:
+    server:
+      type: tosca.nodes.Compute
+      requirements:
+        - local_storage:
+            node: disk
+            relationship: {type: AttachesTo, properties: {location: 7, colour: red}}
+    disk: {type: tosca.nodes.BlockStorage, properties: {size: 1 GB}}
+"""
+    with pytest.raises(TemplateError) as err:
+        compile_text(tmp_path, bad_relationship)
+    text = str(err.value)
+    where = "server.requirements[0].local_storage.relationship.properties"
+    assert f"{where}.colour: unknown property" in text
+    assert f"{where}.location: expected string" in text
+
+
+def test_the_broker_refuses_block_storage_on_kinds_without_volumes():
+    from stratoflow.broker import SiteOffer, rank_sites
+
+    offers = {
+        "local": SiteOffer("local", "local", 8, 1 << 34),
+        "cloud": SiteOffer("cloud", "ec2", 8, 1 << 34, block_storage=True),
+    }
+    assert rank_sites({}, 1, 1, offers, ["disk"]) == ["cloud"]
+    with pytest.raises(TemplateError, match="local: kind 'local' cannot attach block storage"):
+        rank_sites({"site": "local"}, 1, 1, offers, ["disk"])

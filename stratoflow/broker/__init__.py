@@ -19,6 +19,7 @@ class SiteOffer:
     cores: int
     mem_bytes: int
     runs_jobs: bool = True  # False: a storage or transfer service, never a candidate
+    block_storage: bool = False  # it can attach block volumes to hosts
 
 
 def rank_sites(
@@ -26,13 +27,15 @@ def rank_sites(
     demand_cores: int,
     demand_mem: int,
     offers: Mapping[str, SiteOffer],
+    block_storage: list[str] | None = None,
 ) -> list[str]:
     """Return candidate site names, best first.
 
     An explicit ``site`` or ``sites`` list is honoured in the order given; otherwise every
     site whose kind is allowed is a candidate, in catalogue order (the operator lists the
-    preferred site first). Sites that could never hold
-    the request are dropped; if none is left the error says why for each.
+    preferred site first). Sites that could never hold the request, or cannot attach the
+    ``block_storage`` nodes' volumes, are dropped; if none is left the error says why for
+    each.
     """
     site, sites, kinds = (
         placement.get("site"),
@@ -55,6 +58,11 @@ def rank_sites(
             reasons.append(f"{name}: kind '{offer.kind}' stores or moves data, it runs no jobs")
         elif kinds and offer.kind not in kinds:
             reasons.append(f"{name}: kind '{offer.kind}' not in {kinds}")
+        elif block_storage and not offer.block_storage:
+            reasons.append(
+                f"{name}: kind '{offer.kind}' cannot attach block storage"
+                f" ({', '.join(block_storage)})"
+            )
         elif offer.cores < demand_cores:
             reasons.append(f"{name}: needs {demand_cores} cores, site has {offer.cores}")
         elif offer.mem_bytes < demand_mem:

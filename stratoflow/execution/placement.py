@@ -6,7 +6,7 @@ from typing import Any
 
 from stratoflow.admission import SiteRoom
 from stratoflow.broker import SiteOffer
-from stratoflow.sites.base import HostRequest
+from stratoflow.sites.base import HostRequest, VolumeRequest
 from stratoflow.sites.catalogue import (
     catalogue,
     compute_for,
@@ -14,6 +14,7 @@ from stratoflow.sites.catalogue import (
     runs_jobs,
     storage_for_url,
 )
+from stratoflow.sites.kinds import kinds
 from stratoflow.sites.queue_policy import QueuePolicy
 from stratoflow.tosca.scalars import parse_size
 
@@ -45,9 +46,18 @@ def host_requests(hosts: list[dict]) -> list[HostRequest]:
             gpus=int(h.get("num_gpus") or 0),
             image=(h.get("os") or {}).get("distribution"),
             public_endpoint=bool(h.get("public_endpoint")),
+            volumes=tuple(
+                VolumeRequest(v["node"], _size(v.get("size") or "1 GB"), v.get("device"))
+                for v in h.get("volumes") or []
+            ),
         )
         for h in hosts
     ]
+
+
+def block_storage_nodes(hosts: list[dict]) -> list[str]:
+    """The BlockStorage nodes a deployment's hosts attach (the broker needs a kind for them)."""
+    return sorted({v["node"] for h in hosts for v in h.get("volumes") or []})
 
 
 def demand(hosts: list[dict]) -> tuple[int, int]:
@@ -87,5 +97,6 @@ def site_offers() -> dict[str, SiteOffer]:
         if capacity.quota_decides:
             # A cloud without capacity hints: its own quota answers at provision time.
             cores, memory = cores or UNBOUNDED_CORES, memory or UNBOUNDED_MEMORY
-        offers[name] = SiteOffer(name, site.kind, cores, memory)
+        block_storage = kinds()[site.kind].block_storage
+        offers[name] = SiteOffer(name, site.kind, cores, memory, block_storage=block_storage)
     return offers

@@ -7,7 +7,7 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from stratoflow.errors import TemplateError
-from stratoflow.execution.placement import demand, site_offers
+from stratoflow.execution.placement import block_storage_nodes, demand, site_offers
 from stratoflow.operators.base import StratoflowOperator
 from stratoflow.plan.inputs import bind_inputs
 from stratoflow.plan.model import resolve
@@ -32,7 +32,8 @@ class BrokerOperator(StratoflowOperator):
             placement = resolve(self.plan["placement"], inputs)
             from stratoflow.broker import placement_priority, rank_sites
 
-            candidates = rank_sites(placement, cores, mem, site_offers())
+            volumes = block_storage_nodes(hosts)
+            candidates = rank_sites(placement, cores, mem, site_offers(), volumes)
             priority = placement_priority(placement)
         except TemplateError as exc:
             # Bad input never improves on retry: fail now, say which field.

@@ -24,6 +24,7 @@ DATASET = "stratoflow.nodes.Dataset"
 CAMPAIGN = "stratoflow.nodes.Campaign"
 TRANSFER = "stratoflow.nodes.DataTransfer"
 PLACEMENT = "tosca.policies.Placement"
+BLOCK_STORAGE = "tosca.nodes.BlockStorage"
 
 _TEMPLATE_PATH = "topology_template.node_templates"
 
@@ -49,6 +50,10 @@ def compile_plan(topology: Topology, base_dir: str | Path) -> m.Plan:
                 "stratoflow.nodes.Job, Campaign or DataTransfer",
             )
         )
+
+    unattached = _unattached_storage(topology)
+    if unattached:
+        raise TemplateError(unattached)
 
     reserved = {m.BROKER, m.PROVISION, m.STAGE_IN, m.STAGE_OUT, m.TEARDOWN, m.REPORT}
     clashes = [n for n in (*jobs, *transfers) if n.name in reserved]
@@ -81,7 +86,7 @@ def compile_plan(topology: Topology, base_dir: str | Path) -> m.Plan:
         "tosca_version": topology.tosca_version,
         "inputs": {name: _input_def(d) for name, d in topology.inputs.items()},
         "placement": _placement(topology),
-        "hosts": [_host(n) for n in computes],
+        "hosts": [_host(n, topology) for n in computes],
         "policy": dict(m.DEFAULT_POLICY),
         "steps": steps,
         "outputs": {k: static_output(topology, v) for k, v in topology.outputs.items()},
@@ -241,14 +246,44 @@ def _file_ref(entry: Any, base: Path) -> Any:
     return {**entry, "url": url}
 
 
-def _host(node: NodeTemplate) -> m.HostDef:
+def _volumes(node: NodeTemplate, topology: Topology) -> list[m.VolumeDef]:
+    volumes: list[m.VolumeDef] = []
+    for req in node.requirements:
+        target = topology.nodes.get(req.node)
+        if target is None or not target.is_a(BLOCK_STORAGE):
+            continue
+        volumes.append(
+            {
+                "node": target.name,
+                "size": target.properties.get("size"),
+                "device": req.properties.get("device"),
+                "location": req.properties.get("location"),
+            }
+        )
+    return volumes
+
+
+def _unattached_storage(topology: Topology) -> list[Issue]:
+    attached = {r.node for n in topology.nodes_of(COMPUTE) for r in n.requirements}
+    return [
+        Issue(
+            f"{_TEMPLATE_PATH}.{n.name}",
+            "a BlockStorage must be attached to a Compute (its `local_storage` requirement,"
+            " relationship tosca.relationships.AttachesTo)",
+        )
+        for n in topology.nodes_of(BLOCK_STORAGE)
+        if n.name not in attached
+    ]
+
+
+def _host(node: NodeTemplate, topology: Topology) -> m.HostDef:
     host_cap = node.capabilities.get("host", {})
     scalable = node.capabilities.get("scalable", {})
     endpoint = node.capabilities.get("endpoint", {})
     public = node.properties.get("public_endpoint", False)
     if endpoint.get("network_name") == "PUBLIC":  # the normative way to ask for a public IP
         public = True
-    return {
+    host: m.HostDef = {
         "node": node.name,
         # The normative Compute sizes a group with the scalable capability; ours with count.
         "count": scalable.get("default_instances", node.properties.get("count", 1)),
@@ -259,6 +294,10 @@ def _host(node: NodeTemplate) -> m.HostDef:
         "public_endpoint": public,
         "os": dict(node.capabilities.get("os", {})),
     }
+    volumes = _volumes(node, topology)
+    if volumes:
+        host["volumes"] = volumes
+    return host
 
 
 def _placement(topology: Topology) -> dict:

@@ -70,6 +70,15 @@ Step = TypedDict(
 )
 
 
+class VolumeDef(TypedDict):
+    """A tosca.nodes.BlockStorage attached to a host (one volume per instance)."""
+
+    node: str
+    size: Any  # "10 GB", or an input marker
+    device: Any  # None: the cloud picks
+    location: Any  # where the template wants it mounted (recorded, not mounted by us yet)
+
+
 class HostDef(TypedDict):
     node: str
     count: Any
@@ -79,6 +88,7 @@ class HostDef(TypedDict):
     num_gpus: Any
     public_endpoint: Any
     os: dict[str, Any]
+    volumes: NotRequired[list[VolumeDef]]  # only present when some, so plans keep hashes
 
 
 class Plan(TypedDict):

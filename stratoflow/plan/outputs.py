@@ -18,12 +18,14 @@ from typing import Any
 from stratoflow.plan.model import resolve
 from stratoflow.tosca.model import Topology
 
-#: The attributes a Compute has once provisioned, from each instance's allocation entry.
+#: The attributes that exist once provisioned, and the key of each instance's allocation
+#: entry they come from (a Compute's host entry, or a BlockStorage's volume entry in it).
 RUNTIME_ATTRIBUTES = {
     "private_address": "address",
     "public_address": "public_address",
     "tosca_id": "id",
     "tosca_name": "node",
+    "volume_id": "id",
 }
 _NESTING = 8  # properties that point at properties: deeper than this is a cycle
 
@@ -128,8 +130,11 @@ def _attribute(args: list[Any], instances: dict[str, list[dict]]) -> Any:
 
 
 def instances_by_node(hosts: list[dict]) -> dict[str, list[dict]]:
-    """Group an allocation's per-instance entries by node, in index order."""
+    """Group an allocation's per-instance entries by node, in index order; the volumes
+    attached to each host are instances of their BlockStorage node, in the hosts' order."""
     out: dict[str, list[dict]] = {}
     for entry in sorted(hosts, key=lambda h: (str(h.get("node")), int(h.get("index") or 0))):
         out.setdefault(str(entry.get("node")), []).append(entry)
+        for volume in entry.get("volumes") or []:
+            out.setdefault(str(volume.get("node")), []).append(volume)
     return out

@@ -71,6 +71,20 @@ class Capacity:
 
 
 @dataclass(frozen=True)
+class VolumeRequest:
+    """A block volume for each instance of a host (a TOSCA BlockStorage it attaches)."""
+
+    node: str  # the BlockStorage node's name
+    size_bytes: int
+    device: str | None = None  # None: the cloud picks
+
+    @property
+    def size_gib(self) -> int:
+        """Clouds size volumes in whole GiB: rounded up, at least 1."""
+        return max(1, -(-self.size_bytes // (1 << 30)))
+
+
+@dataclass(frozen=True)
 class HostRequest:
     node: str
     count: int = 1
@@ -80,6 +94,8 @@ class HostRequest:
     gpus: int = 0
     image: str | None = None
     public_endpoint: bool = False
+    #: Only on kinds whose registry entry says ``block_storage`` (the broker sees to it).
+    volumes: tuple[VolumeRequest, ...] = ()
 
 
 @dataclass

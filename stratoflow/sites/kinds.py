@@ -38,6 +38,8 @@ class SiteKind:
     waiters: Mapping[str, str] = field(default_factory=dict)
     #: Entry fields refused with "put it in the Airflow Connection", besides the common ones.
     secret_fields: tuple[str, ...] = ()
+    #: Its Compute creates, attaches and deletes block volumes (TOSCA BlockStorage).
+    block_storage: bool = False
 
     @property
     def runs_jobs(self) -> bool:

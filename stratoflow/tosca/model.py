@@ -32,6 +32,8 @@ class Requirement:
     name: str  # e.g. "host", "dataset"
     node: str  # target node template name
     relationship: str | None = None
+    #: The inline relationship's checked properties (AttachesTo: location, device).
+    properties: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -171,6 +171,22 @@ class TemplateValidator:
                 Issue(f"{where}.max_instances", f"{high} is below min_instances ({low})")
             )
 
+    def _relationship_properties(self, where: str, rtype: Any, given: Any) -> dict[str, Any]:
+        """An inline relationship's properties, checked against its type (only when some
+        are written: most templates rely on the defaults)."""
+        if given is None:
+            return {}
+        where = f"{where}.relationship.properties"
+        if not isinstance(given, dict):
+            self.issues.append(Issue(where, "expected a mapping"))
+            return {}
+        full = self.ts.resolve("relationship_types", rtype) if isinstance(rtype, str) else None
+        if full is None:
+            self.issues.append(Issue(where, f"unknown relationship type {rtype!r}"))
+            return {}
+        pdefs = self.ts.merged("relationship_types", full, "properties")
+        return self.values.check_fields(given, pdefs, where)
+
     def _requirements(self, name: str, where: str, reqs: Any, ntype: str) -> tuple:
         defs = self.ts.requirements(ntype)
         out: list[Requirement] = []
@@ -195,9 +211,12 @@ class TemplateValidator:
             relationship = rdef.get("relationship")  # the type's default, unless overridden
             if isinstance(relationship, dict):
                 relationship = relationship.get("type")
+            rel_props: Any = None
             if isinstance(target, dict):
                 rel = target.get("relationship")
-                rel = rel.get("type") if isinstance(rel, dict) else rel
+                if isinstance(rel, dict):
+                    rel_props = rel.get("properties")
+                    rel = rel.get("type")
                 relationship = rel or relationship
                 target = target.get("node")
             if not isinstance(target, str):
@@ -211,7 +230,8 @@ class TemplateValidator:
                 continue
             self._check_target(rwhere, rname, rdef, target)
             self.edges.setdefault(name, []).append((i, rname, target))
-            out.append(Requirement(str(rname), target, relationship))
+            props = self._relationship_properties(rwhere, relationship, rel_props)
+            out.append(Requirement(str(rname), target, relationship, props))
         for rname, rdef in defs.items():
             occ = _occurrences(rdef)
             if occ is None:

@@ -1,12 +1,13 @@
-"""A fake OpenStack (Keystone v3, Nova v2.1, Neutron v2.0, Glance v2) on 127.0.0.1.
+"""A fake OpenStack (Keystone v3, Nova v2.1, Neutron v2.0, Glance v2, Cinder v3) on 127.0.0.1.
 
 One threaded HTTP server serves every service under a path prefix (/identity, /compute,
-/network, /image); the Keystone catalog points back at it, so real openstacksdk runs
+/network, /image, /volume); the Keystone catalog points back at it, so real openstacksdk runs
 unchanged. Servers advance by *observations* (each time one is rendered), not wall-clock
 time, so tests are deterministic. Faults: seeded ``error_rate`` (5xx before acting),
 ``drop_rate`` (act, then close without a reply), ``latency_s``, one-shot ``scripted``
 faults, ``quota``, ``fail_boots``; version documents and Keystone are never faulted unless
-``fault_identity``.
+``fault_identity``. Block storage (volumes, Nova's volume attachments) lives in
+tests/fakes/openstack_volumes.py.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes.openstack_volumes import VOLUME_DOCS, BlockStorage
 from tests.fakes.vm_boot import VmBooter
 
 MAX_MICRO = "2.96"
@@ -36,6 +38,7 @@ FLAVORS += [("m1.medium", 2, 4096, 40, {}), ("m1.large", 4, 8192, 80, {})]
 FLAVORS += [("g1.large", 4, 8192, 80, {"pci_passthrough:alias": "a100:1"})]
 NO_VALID_HOST = "No valid host was found. There are not enough hosts available."
 DOCS = ("/identity", "/identity/v3", "/compute", "/compute/v2.1", "/network", "/image")
+DOCS += VOLUME_DOCS
 Reply = tuple[int, Any, dict]
 UNAUTHORIZED: Reply = (401, {"error": {"code": 401, "message": "Authentication required"}}, {})
 
@@ -57,7 +60,9 @@ def _version(vid: str, href: str, **extra: Any) -> dict:
     return {"id": vid, "status": "CURRENT", "links": [{"rel": "self", "href": href}], **extra}
 
 
-class FakeOpenStack:
+class FakeOpenStack(BlockStorage):
+    project_id, user_id = PROJECT["id"], USER["id"]
+
     def __init__(self, *, seed: int = 0, build_polls: int = 2, delete_polls: int = 1) -> None:
         self.users = {("alice", "s3cret-password")}  # (username, password)
         self.app_creds = {"ac-0001": "ac-s3cret"}  # id -> secret
@@ -75,15 +80,18 @@ class FakeOpenStack:
             "net-pub": {"id": "net-pub", "name": "public", "router:external": True} | common,
         }
         self.quota = {"instances": 10, "cores": 40, "ram": 64 * 1024, "floatingip": 10}
+        self.quota |= {"volumes": 10, "gigabytes": 1000}  # Cinder's
         self.build_polls, self.delete_polls = build_polls, delete_polls
         self.error_rate = self.drop_rate = self.latency_s = 0.0
         self.fault_identity = False  # also fault Keystone's token requests
         self.scripted: list[tuple[str, str, str]] = []  # (method, path regex, "5xx"|"drop")
         self.fail_boots = 0  # the next N servers go to ERROR instead of ACTIVE
+        self.fail_volumes = 0  # the next N volumes go to error instead of available
         self.leak_ports_on_delete = False  # Nova sometimes leaves a server's ports behind
         self.servers: dict[str, dict] = {}
         self.ports: dict[str, dict] = {}
         self.fips: dict[str, dict] = {}
+        self.volumes: dict[str, dict] = {}  # not in leftovers(): see volumes_left()
         self.tokens: set[str] = set()
         self.created_names: Counter[str] = Counter()  # every server name ever created
         self.requests: list[tuple[str, str, str]] = []  # (method, path, outcome)
@@ -185,6 +193,7 @@ class FakeOpenStack:
             ("GET", r"/image/?", lambda *a: (300, {"versions": [glance]}, {})),
             ("GET", rf"{g}/images", self._list("images", self.images)),
             ("GET", rf"{g}/images/([^/]+)", self._get("", self.images)),
+            *self._volume_routes(),
         ]
 
     def _token(self, q: dict, body: Any, headers: Any) -> Reply:
@@ -202,12 +211,15 @@ class FakeOpenStack:
             return 401, {"error": {"code": 401, "title": "Unauthorized", "message": msg}}, {}
         token = uuid.uuid4().hex
         self.tokens.add(token)
-        services = [("identity", ""), ("compute", "/v2.1"), ("network", ""), ("image", "")]
+        services = [("identity", "/identity"), ("compute", "/compute/v2.1")]
+        services += [("network", "/network"), ("image", "/image")]
+        # Cinder's classic entry: type volumev3 (an alias of block-storage), project in the URL.
+        services += [("volumev3", f"/volume/v3/{PROJECT['id']}")]
         catalog = [
             {"type": kind, "name": kind, "id": kind, "endpoints": [
                 {"id": f"{kind}-public", "interface": "public", "region": "RegionOne",
-                 "region_id": "RegionOne", "url": f"{self.url}/{kind}{suffix}"}]}
-            for kind, suffix in services
+                 "region_id": "RegionOne", "url": f"{self.url}{path}"}]}
+            for kind, path in services
         ]  # fmt: skip
         tok = {"methods": methods, "expires_at": _now(3600), "issued_at": _now()}
         tok |= {"user": USER, "project": PROJECT, "catalog": catalog, "audit_ids": [token[:8]]}
@@ -280,6 +292,7 @@ class FakeOpenStack:
         out["OS-EXT-STS:task_state"] = "deleting" if s.get("_deleting") else None
         out |= {"OS-EXT-STS:vm_state": s["status"].lower(), "tenant_id": PROJECT["id"]}
         out |= {"updated": _now(), "user_id": USER["id"], "links": [], "tags": []}
+        out["os-extended-volumes:volumes_attached"] = self._volumes_attached(s["id"])
         if s["status"] == "ERROR":
             out["fault"] = {"code": 500, "created": s["created"], "message": NO_VALID_HOST}
         return out
@@ -305,6 +318,7 @@ class FakeOpenStack:
         if sid not in self.servers:
             return _nova_err(404, f"Instance {sid} could not be found.")
         self.servers[sid].update(_deleting=True, _polls=0)  # Nova: task_state "deleting"
+        self._release_volumes(sid)  # Nova detaches the server's volumes as it deletes it
         return 204, None, self._micro(headers)
 
     # ---- Neutron and Glance (generic list/show with attribute filters) -------------------

@@ -23,6 +23,7 @@ def register() -> None:
             compute="stratoflow.sites.ec2:EC2Compute",
             # Deployment sandboxes live on the VMs, behind the agent.
             storage={"sfagent": "stratoflow.sites.agent.jobs:AgentStorage"},
+            block_storage=True,
             secret_fields=("aws_secret_access_key", "aws_session_token"),
         )
     )

@@ -35,7 +35,9 @@ from stratoflow.sites.base import (
     parse_time,
 )
 from stratoflow.sites.credentials import credentials
+from stratoflow.sites.ec2 import volumes
 from stratoflow.sites.ec2.config import EC2Config, InstanceType
+from stratoflow.sites.ec2.volumes import EC2Volumes, tag_value
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ def _transient(e: BaseException) -> bool:
     return False
 
 
-class EC2Compute(AgentJobs, Compute):
+class EC2Compute(AgentJobs, EC2Volumes, Compute):
     kind = "ec2"
 
     def __init__(self, name: str, config: dict[str, Any] | None = None):
@@ -137,6 +139,7 @@ class EC2Compute(AgentJobs, Compute):
         # Choose every type first: a host that can never fit fails before anything exists.
         plan = [(h, i, self.cfg.pick(self.name, h)) for h in hosts for i in range(h.count)]
         records = []
+        volume_records: dict[tuple[str, int], list] = {}
         for h, i, itype in plan:
             token = f"{deployment_id[:24]}-{h.node[:16]}-{i}-{secrets.token_hex(8)}"[-64:]
             rec = ledger.intend_resource(
@@ -156,6 +159,7 @@ class EC2Compute(AgentJobs, Compute):
                     deployment_id, self.name, "instance", h.node, i, data={"client_token": token}
                 )
             records.append((h, i, itype, rec))
+            volume_records[(h.node, i)] = volumes.intend(ledger, deployment_id, self.name, h, i)
         try:
             instances = [self._ensure(deployment_id, h, i, t, rec) for h, i, t, rec in records]
             running = self._wait_running([x["InstanceId"] for x in instances])
@@ -165,6 +169,11 @@ class EC2Compute(AgentJobs, Compute):
                 )
             ids = [x["InstanceId"] for x in instances]
             alloc = self._allocation(deployment_id, records, [running[i] for i in ids])
+            for (h, i, _t, _rec), host in zip(records, alloc.hosts, strict=True):
+                if h.volumes:
+                    host["volumes"] = volumes.record_attached(
+                        ledger, running[host["instance_id"]], h, i, volume_records[(h.node, i)]
+                    )
             # Jobs run on the first host's agent: ready means it answers.
             self.wait_for_agent(alloc, self.cfg.boot_timeout_s)
         except Exception as e:
@@ -240,6 +249,8 @@ class EC2Compute(AgentJobs, Compute):
             if self.cfg.max_price:
                 spot["MaxPrice"] = self.cfg.max_price
             args["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": spot}
+        if host.volumes:
+            args["BlockDeviceMappings"] = volumes.block_device_mappings(host)
         if self.cfg.subnet_id:
             args["SubnetId"] = self.cfg.subnet_id
         if self.cfg.security_group_ids:
@@ -343,6 +354,7 @@ class EC2Compute(AgentJobs, Compute):
             self._terminate(sorted(ids), timeout_s or self.cfg.terminate_timeout_s)
         for r in records:
             ledger.mark_resource_deleted(r.key)
+        self.delete_volumes(deployment_id, ledger)
 
     def _terminate(self, ids: list[str], timeout_s: float) -> None:
         alive = self._find([{"Name": "instance-id", "Values": ids}], LIVE + ["shutting-down"])
@@ -370,19 +382,18 @@ class EC2Compute(AgentJobs, Compute):
             TaggedResource(
                 "instance",
                 x["InstanceId"],
-                _tag(x, "stratoflow:key") or "",
+                tag_value(x, "stratoflow:key") or "",
                 parse_time(x.get("LaunchTime")),
             )
             for x in self._find(
                 [{"Name": "tag:stratoflow:site", "Values": [self.name]}], LIVE + ["shutting-down"]
             )
-        ]
+        ] + self.tagged_volumes()
 
     def delete_tagged(self, resource: TaggedResource) -> None:
+        if resource.kind == "volume":
+            self._delete_volume(resource.external_id)
+            return
         if resource.kind != "instance":
             raise SiteError(f"ec2: cannot delete a {resource.kind}")
         self._terminate([resource.external_id], self.cfg.terminate_timeout_s)
-
-
-def _tag(instance: dict, key: str) -> str | None:
-    return next((t["Value"] for t in instance.get("Tags", []) if t["Key"] == key), None)
