@@ -5,10 +5,11 @@ a catalogue of the local site and ``cloud``, an OpenStack site served by the fak
 VMs boot the Stratoflow agent), it submits N deployments of a one-VM template (no public
 endpoint), at most P in flight, each timed from submit to CREATE_COMPLETE; then it deletes
 them all the same way, each timed from the delete request to DELETE_COMPLETE. Before and
-after, it times a hand-written Airflow DAG (``airflow.sdk`` tasks and the same
-OpenStackHook) that creates one server, waits until ACTIVE, deletes it and waits until it
-is gone, from trigger to success; the baseline is the mean of the two. Both poll the cloud
-every 0.5 s. Leaked = what the fake still holds at the end plus live resource records.
+after, it times a hand-written Airflow DAG (bench/handwritten_vm_dag.py: ``airflow.sdk``
+tasks and the same OpenStackHook) that creates one server, waits until ACTIVE, deletes it
+and waits until it is gone, from trigger to success; the baseline is the mean of the two.
+Both poll the cloud every 0.5 s. Leaked = what the fake still holds at the end plus the
+store's live resource records. A failed run keeps its home (logs, the VMs' agent logs).
 
     .venv/bin/python bench/deployment_lifecycle.py [--deployments 50] [--parallel 10] [--keep]
 
@@ -19,6 +20,7 @@ leaked=..`` with ratio_vs_handwritten = (create_p50_s + delete_p50_s) / handwrit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -37,97 +39,24 @@ PASSWORD = "bench-os-password-5d1e"
 POLL_S = 0.5
 HAND_DAG = "bench_handwritten_vm"
 SITES = f"""sites:
-  - name: local
-    kind: local
-    cores: auto
-    memory: auto
-    allowed_roots: ["{{include}}"]
-  - name: cloud
-    kind: openstack
-    conn_id: {CONN_ID}
-    image: ubuntu-22.04
-    network: private
-    poll_interval_s: {POLL_S}
-    boot_timeout_s: 300
+  - {{name: local, kind: local, cores: auto, memory: auto, allowed_roots: ["{{include}}"]}}
+  - {{name: cloud, kind: openstack, conn_id: {CONN_ID}, image: ubuntu-22.04, network: private,
+     poll_interval_s: {POLL_S}, boot_timeout_s: 300}}
 """
 TEMPLATE = """tosca_definitions_version: tosca_simple_yaml_1_3
-metadata:
-  template_name: bench_one_vm
+metadata: {template_name: bench_one_vm}
 description: One virtual machine, no public endpoint (bench/deployment_lifecycle.py).
-imports:
-  - stratoflow-types
+imports: [stratoflow-types]
 topology_template:
   node_templates:
     server:
       type: tosca.nodes.Compute
-      capabilities:
-        host:
-          properties: { num_cpus: 1, mem_size: 1 GB }
+      capabilities: {host: {properties: {num_cpus: 1, mem_size: 1 GB}}}
   policies:
-    - placement:
-        type: stratoflow.policies.Placement
-        targets: [server]
-        properties: { site: cloud }
+    - placement: {type: stratoflow.policies.Placement, targets: [server], properties: {site: cloud}}
   outputs:
-    private_ip:
-      value: { get_attribute: [server, private_address, 0] }
+    private_ip: {value: {get_attribute: [server, private_address, 0]}}
 """
-HAND_WRITTEN = f'''"""The hand-written airflow dag of bench/deployment_lifecycle.py (no agent)."""
-
-import time
-
-from airflow.sdk import dag, get_current_context, task
-
-CONN_ID, POLL_S, TIMEOUT_S = {CONN_ID!r}, {POLL_S}, 300
-
-
-def cloud():
-    from stratoflow.hooks.openstack import OpenStackHook
-
-    return OpenStackHook(CONN_ID).get_conn()
-
-
-@dag(dag_id={HAND_DAG!r}, schedule=None, catchup=False)
-def bench_handwritten_vm():
-    @task
-    def create_server() -> str:
-        conn = cloud()
-        fits = [f for f in conn.compute.flavors(details=True)
-                if f.vcpus >= 1 and f.ram >= 1024 and not f.extra_specs]
-        flavor = min(fits, key=lambda f: (f.vcpus, f.ram, f.disk))  # the smallest that fits
-        image = conn.image.find_image("ubuntu-22.04", ignore_missing=False)
-        network = conn.network.find_network("private", ignore_missing=False)
-        name = "hand-" + get_current_context()["run_id"].rpartition("__")[2]
-        server = conn.compute.create_server(
-            name=name, flavor_id=flavor.id, image_id=image.id, networks=[{{"uuid": network.id}}]
-        )
-        deadline = time.monotonic() + TIMEOUT_S
-        while (status := conn.compute.get_server(server.id).status) != "ACTIVE":
-            if status == "ERROR" or time.monotonic() > deadline:
-                raise RuntimeError(f"server {{server.id}} is {{status}}")
-            time.sleep(POLL_S)
-        return server.id
-
-    @task
-    def delete_server(server_id: str) -> None:
-        from openstack.exceptions import NotFoundException
-
-        conn = cloud()
-        conn.compute.delete_server(server_id)
-        deadline = time.monotonic() + TIMEOUT_S
-        while time.monotonic() < deadline:
-            try:
-                conn.compute.get_server(server_id)
-            except NotFoundException:
-                return
-            time.sleep(POLL_S)
-        raise RuntimeError(f"server {{server_id}} still there after {{TIMEOUT_S}} s")
-
-    delete_server(create_server())
-
-
-bench_handwritten_vm()
-'''
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -160,7 +89,7 @@ def main() -> int:
     for f in (REPO / "dags").iterdir():
         if f.is_file():
             (dags / f.name).symlink_to(f)
-    (dags / "bench_handwritten_vm.py").write_text(HAND_WRITTEN)
+    (dags / "bench_handwritten_vm.py").symlink_to(Path(__file__).with_name("handwritten_vm_dag.py"))
     extra = {"project_name": "demo", "user_domain_name": "Default", "region_name": "RegionOne"}
     conn = {"conn_type": "openstack", "host": fake.auth_url, "login": "alice"}
     conn |= {"password": PASSWORD, "extra": extra}
@@ -181,6 +110,7 @@ def main() -> int:
     hand: list[float] = []
     leftovers: dict[str, list[str]] = {}
     live: list = []
+    finished = False
     try:
         embedded.start_database()
         topology, plan = register(str(home / "one_vm.yaml"), [], run=True)
@@ -192,7 +122,7 @@ def main() -> int:
         def handwritten() -> float:
             run_id = f"bench__{uuid.uuid4().hex[:12]}"
             t = time.monotonic()
-            api.start_run(HAND_DAG, run_id, {})
+            api.start_run(HAND_DAG, run_id, {"conn_id": CONN_ID, "poll_s": POLL_S})
             while (state := api.get_run(HAND_DAG, run_id)["state"]) not in ("success", "failed"):
                 check_progress_possible(t + 300, f"hand-written run {run_id}")
                 time.sleep(POLL_S)
@@ -209,16 +139,24 @@ def main() -> int:
                 while todo and len(flight) < args.parallel:
                     t = time.monotonic()
                     flight[begin(todo.pop(0))] = t
+                states = {}  # of those still in flight, for the message of a stall
                 for dep_id, t in list(flight.items()):
                     d = store.get_deployment(dep_id)
-                    if d is not None and d.status.value in (ok, bad):
-                        took[dep_id] = time.monotonic() - t if d.status.value == ok else None
+                    status = d.status.value if d is not None else "not recorded"
+                    if status in (ok, bad):
+                        took[dep_id] = time.monotonic() - t if status == ok else None
                         del flight[dep_id]
-                        if d.status.value == bad:
+                        if status == bad:
                             print(f"{what} {dep_id}: {bad}: {d.status_reason}", flush=True)
-                check_progress_possible(deadline, f"{what}: {len(flight) + len(todo)} left")
+                    else:
+                        states[dep_id] = f"{status} (task {getattr(d, 'task', None)})"
+                check_progress_possible(deadline, f"{what}: {len(todo)} to go, in flight {states}")
                 time.sleep(POLL_S)
             return time.monotonic() - t0
+
+        def delete(deployment_id: str) -> str:
+            request_delete(deployment_id, api, requested_by="bench")
+            return deployment_id
 
         for dag_id in (HAND_DAG, plan["dag_id"], "stratoflow_delete"):
             api.wait_for_dag(dag_id)
@@ -236,7 +174,7 @@ def main() -> int:
         delete_s = phase(
             "delete",
             list(created),
-            lambda i: request_delete(i, api, requested_by="bench") and i,
+            delete,
             "DELETE_COMPLETE",
             "DELETE_FAILED",
             deleted,
@@ -247,14 +185,16 @@ def main() -> int:
         live = store.live_resources()
         api.close()
         store.close()
+        finished = True
     finally:
         leftovers = fake.leftovers()
+        if not finished:  # keep the VMs' agent logs with Airflow's, for the post-mortem
+            with contextlib.suppress(OSError, shutil.Error):
+                shutil.copytree(fake.vms.root, home / "fake-vms", ignore_dangling_symlinks=True)
         embedded.stop()
         fake.stop()
-        if not args.keep:
-            shutil.rmtree(home, ignore_errors=True)
-        else:
-            print(f"home kept: {home}")
+        if not finished:
+            print(f"failed; home kept for its logs: {home}", file=sys.stderr)
     leaked = sum(len(v) for v in leftovers.values()) + len(live)
     creates = [s for s in created.values() if s is not None]
     deletes = [s for s in deleted.values() if s is not None]
@@ -278,6 +218,10 @@ def main() -> int:
         f" ratio_vs_handwritten={(c50 + d50) / hand_s:.2f} leaked={leaked}"
     )
     ok = len(creates) == len(deletes) == args.deployments and leaked == 0
+    if args.keep or not ok:
+        print(f"home kept: {home}")
+    else:
+        shutil.rmtree(home, ignore_errors=True)
     return 0 if ok else 1
 
 

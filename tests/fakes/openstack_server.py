@@ -37,8 +37,8 @@ FLAVORS = [("m1.tiny", 1, 512, 1, {}), ("m1.small", 1, 2048, 20, {})]
 FLAVORS += [("m1.medium", 2, 4096, 40, {}), ("m1.large", 4, 8192, 80, {})]
 FLAVORS += [("g1.large", 4, 8192, 80, {"pci_passthrough:alias": "a100:1"})]
 NO_VALID_HOST = "No valid host was found. There are not enough hosts available."
-DOCS = ("/identity", "/identity/v3", "/compute", "/compute/v2.1", "/network", "/image")
-DOCS += VOLUME_DOCS
+DOCS: tuple[str, ...] = ("/identity", "/identity/v3", "/compute", "/compute/v2.1", "/network")
+DOCS += ("/image", *VOLUME_DOCS)
 Reply = tuple[int, Any, dict]
 UNAUTHORIZED: Reply = (401, {"error": {"code": 401, "message": "Authentication required"}}, {})
 
@@ -61,7 +61,7 @@ def _version(vid: str, href: str, **extra: Any) -> dict:
 
 
 class FakeOpenStack(BlockStorage):
-    project_id, user_id = PROJECT["id"], USER["id"]
+    project_id, user_id = str(PROJECT["id"]), str(USER["id"])
 
     def __init__(self, *, seed: int = 0, build_polls: int = 2, delete_polls: int = 1) -> None:
         self.users = {("alice", "s3cret-password")}  # (username, password)

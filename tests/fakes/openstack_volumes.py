@@ -96,7 +96,7 @@ class BlockStorage:
     def _volume_routes(self) -> list:
         v = rf"/volume/v3(?:/{self.project_id})?"  # the project id is optional since 3.67
         c = r"/compute/v2.1/servers/([^/]+)/os-volume_attachments"
-        doc = {"id": "v3.0", "status": "CURRENT", "version": CINDER_MAX_MICRO}
+        doc: dict[str, Any] = {"id": "v3.0", "status": "CURRENT", "version": CINDER_MAX_MICRO}
         doc |= {"min_version": "3.0", "updated": "2023-08-31T00:00:00Z"}
         doc["links"] = [
             {"rel": "describedby", "type": "text/html", "href": "https://docs.openstack.org/"},

@@ -20,6 +20,7 @@ def register() -> None:
             # Deployment sandboxes live on the VMs, behind the agent: sfagent:// URLs.
             storage={"sfagent": "stratoflow.sites.agent.jobs:AgentStorage"},
             waiters={"openstack.servers_active": "stratoflow.sites.openstack.waits:ServersActive"},
+            block_storage=True,
             secret_fields=("application_credential_secret",),
         )
     )

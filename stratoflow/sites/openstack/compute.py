@@ -30,6 +30,7 @@ from stratoflow.sites.credentials import credentials
 from stratoflow.sites.openstack.api import Caller
 from stratoflow.sites.openstack.config import MIB, OpenStackConfig, choose_flavor
 from stratoflow.sites.openstack.teardown import TeardownMixin
+from stratoflow.sites.openstack.volumes import VolumesMixin
 from stratoflow.sites.openstack.waits import ServersActive
 from stratoflow.sites.waits import WaitSpec, wait_until_done
 
@@ -41,7 +42,7 @@ def fip_key(server_key: str) -> str:
     return f"{server_key}-fip"
 
 
-class OpenStackCompute(AgentJobs, TeardownMixin, Compute):
+class OpenStackCompute(AgentJobs, TeardownMixin, VolumesMixin, Compute):
     kind = "openstack"
 
     def __init__(self, name: str, config: dict[str, Any] | None = None, connection: Any = None):
@@ -133,34 +134,21 @@ class OpenStackCompute(AgentJobs, TeardownMixin, Compute):
         """Servers carrying Stratoflow metadata, and floating IPs described by a key."""
         servers = self.call("list servers", lambda: list(self.conn.compute.servers(details=True)))
         ips = self.call("list floating IPs", lambda: list(self.conn.network.ips()))
-        return [
-            TaggedResource("server", s.id, s.metadata["stratoflow_key"], parse_time(s.created_at))
-            for s in servers
-            if (s.metadata or {}).get("stratoflow_key")
-        ] + [
-            TaggedResource("floating_ip", ip.id, ip.description, parse_time(ip.created_at))
-            for ip in ips
-            if (ip.description or "").startswith("sf-") and ip.description.endswith("-fip")
-        ]
-
-    def delete_tagged(self, resource: TaggedResource) -> None:
-        """Delete a server (waiting until it is gone, then its leftover ports) or a
-        floating IP. What is gone already is not an error."""
-        rid = resource.external_id
-        if resource.kind == "floating_ip":
-            self.call("delete floating IP", self.conn.network.delete_ip, rid, ignore_missing=True)
-            return
-        if resource.kind != "server":
-            raise SiteError(f"openstack: cannot delete a {resource.kind}")
-        ports = self.call("list ports", lambda: list(self.conn.network.ports(device_id=rid)))
-        self.call("delete server", self.conn.compute.delete_server, rid, ignore_missing=True)
-        deadline = time.monotonic() + self.cfg.delete_timeout_s
-        while self.call("get server", lambda: self.conn.compute.find_server(rid)) is not None:
-            if time.monotonic() > deadline:
-                raise SiteError(f"openstack: server {rid} still exists after deletion")
-            time.sleep(self.cfg.poll_interval_s)
-        for port in ports:
-            self.call("delete port", self.conn.network.delete_port, port.id, ignore_missing=True)
+        return (
+            [
+                TaggedResource(
+                    "server", s.id, s.metadata["stratoflow_key"], parse_time(s.created_at)
+                )
+                for s in servers
+                if (s.metadata or {}).get("stratoflow_key")
+            ]
+            + [
+                TaggedResource("floating_ip", ip.id, ip.description, parse_time(ip.created_at))
+                for ip in ips
+                if (ip.description or "").startswith("sf-") and ip.description.endswith("-fip")
+            ]
+            + self.tagged_volumes()
+        )
 
     def capacity(self) -> Capacity:
         # Without cores/memory hints the cloud's quota is the limit.
@@ -206,9 +194,12 @@ class OpenStackCompute(AgentJobs, TeardownMixin, Compute):
                 image = self.cfg.images.get(h.image or "", self.cfg.image)
                 image_id = self._find("image", self.conn.image.find_image, image)
                 for i in range(h.count):
-                    entries.append(
-                        self._ensure_server(deployment_id, h, i, flavor, image_id, network, ledger)
+                    entry = self._ensure_server(
+                        deployment_id, h, i, flavor, image_id, network, ledger
                     )
+                    if h.volumes:
+                        entry["volumes"] = self.ensure_volumes(deployment_id, h, i, ledger)
+                    entries.append(entry)
         except Exception as e:  # API errors are SiteErrors already (see Caller)
             self.cleanup_attempt(deployment_id, ledger, e)
             raise
@@ -352,6 +343,7 @@ class OpenStackCompute(AgentJobs, TeardownMixin, Compute):
                 h["address"] = fixed[0] if fixed else None
                 if h["public_endpoint"]:
                     h["public_address"], h["floating_ip_id"] = self._ensure_fip(alloc, h, ledger)
+            self.attach_volumes(alloc.hosts)
             # Jobs run on the first host's agent; the others are the template's (services,
             # workers it manages itself). Ready means that agent answers.
             first = alloc.hosts[0]["address"] if alloc.hosts else None

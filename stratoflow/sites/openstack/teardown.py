@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from stratoflow.errors import SiteError
-from stratoflow.sites.base import Allocation, ResourceLedger
+from stratoflow.sites.base import Allocation, ResourceLedger, TaggedResource
 from stratoflow.sites.openstack.api import is_not_found
 
 log = logging.getLogger(__name__)
@@ -16,7 +16,8 @@ KINDS = ("server", "floating_ip")
 
 
 class TeardownMixin:
-    """Needs ``name``, ``cfg``, ``call``, ``conn``, ``find_server`` and ``find_fip``."""
+    """Needs ``name``, ``cfg``, ``call``, ``conn``, ``find_server``, ``find_fip``,
+    ``delete_volumes`` and ``delete_volume``."""
 
     name: str
     cfg: Any
@@ -24,6 +25,8 @@ class TeardownMixin:
     conn: Any
     find_server: Any
     find_fip: Any
+    delete_volumes: Any
+    delete_volume: Any
 
     def teardown(
         self, deployment_id: str, ledger: ResourceLedger, alloc: Allocation | None = None
@@ -65,6 +68,8 @@ class TeardownMixin:
             except SiteError as e:
                 errors.append(self._failed(ledger, r.key, e))
         errors += self._await_gone(servers, ledger)
+        if not errors:  # Nova detaches volumes when their server goes; then they can go
+            errors += self.delete_volumes(deployment_id, ledger)
         ledger.release(self.name, deployment_id)
         if errors:
             raise SiteError(
@@ -108,6 +113,28 @@ class TeardownMixin:
             if pending:
                 time.sleep(self.cfg.poll_interval_s)
         return errors
+
+    def delete_tagged(self, resource: TaggedResource) -> None:
+        """Delete a server (waiting until it is gone, then its leftover ports) or a
+        floating IP. What is gone already is not an error."""
+        rid = resource.external_id
+        if resource.kind == "volume":
+            self.delete_volume(rid)
+            return
+        if resource.kind == "floating_ip":
+            self.call("delete floating IP", self.conn.network.delete_ip, rid, ignore_missing=True)
+            return
+        if resource.kind != "server":
+            raise SiteError(f"openstack: cannot delete a {resource.kind}")
+        ports = self.call("list ports", lambda: list(self.conn.network.ports(device_id=rid)))
+        self.call("delete server", self.conn.compute.delete_server, rid, ignore_missing=True)
+        deadline = time.monotonic() + self.cfg.delete_timeout_s
+        while self.call("get server", lambda: self.conn.compute.find_server(rid)) is not None:
+            if time.monotonic() > deadline:
+                raise SiteError(f"openstack: server {rid} still exists after deletion")
+            time.sleep(self.cfg.poll_interval_s)
+        for port in ports:
+            self.call("delete port", self.conn.network.delete_port, port.id, ignore_missing=True)
 
     def _failed(self, ledger: ResourceLedger, key: str, e: BaseException | str) -> str:
         ledger.mark_resource_failed(key, str(e))
