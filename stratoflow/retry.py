@@ -70,6 +70,32 @@ def retrying(
     raise AssertionError("unreachable")
 
 
+def create_or_adopt(
+    find: Callable[[], T | None],
+    create: Callable[[], T],
+    *,
+    attempts: int,
+    backoff_s: float,
+    transient: Callable[[Exception], bool],
+    on_retry: Callable[[Exception, int], None] | None = None,
+) -> tuple[T, bool]:
+    """``(resource, created)``: the resource found by its idempotency key, else created.
+
+    Every attempt looks up first, so a create whose reply was lost (it happened, the
+    answer did not arrive) is adopted on the next attempt instead of being made twice. Only
+    for resources that carry their key (a name, a tag), so that ``find`` can see them."""
+
+    def attempt() -> tuple[T, bool]:
+        found = find()
+        if found is not None:
+            return found, False
+        return create(), True
+
+    return retrying(
+        attempt, attempts=attempts, backoff_s=backoff_s, transient=transient, on_retry=on_retry
+    )
+
+
 def call_with_retries(
     what: str,
     fn: Callable[[], httpx.Response],

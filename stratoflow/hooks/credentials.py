@@ -42,10 +42,10 @@ class AirflowConnections:
         hook = KubernetesSiteHook(conn_id)
         return hook.get_conn(), hook.namespace_prefix
 
-    def fts3_context(self, conn_id: str) -> Any:
+    def fts3_context(self, conn_id: str, *, attempts: int = 3, backoff_s: float = 1.0) -> Any:
         from stratoflow.hooks.fts3 import FTS3Hook
 
-        return FTS3Hook(conn_id).get_conn()
+        return FTS3Hook(conn_id, attempts=attempts, backoff_s=backoff_s).get_conn()
 
     def onedata_client(self, conn_id: str) -> Any:
         from stratoflow.hooks.onedata import OnedataHook

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from typing import Any
 
 from airflow.sdk import BaseHook
 
+from stratoflow.retry import retrying
 from stratoflow.sites.fts3.errors import FTS3AuthError, FTS3Unavailable
 
 log = logging.getLogger(__name__)
@@ -100,10 +100,13 @@ class FTS3Hook(BaseHook):
     conn_type = "fts3"
     hook_name = "FTS3"
 
-    def __init__(self, conn_id: str = default_conn_name, *, attempts: int = 3) -> None:
+    def __init__(
+        self, conn_id: str = default_conn_name, *, attempts: int = 3, backoff_s: float = 1.0
+    ) -> None:
         super().__init__()
         self.conn_id = conn_id
         self.attempts = max(1, attempts)
+        self.backoff_s = backoff_s
         self._context: Any = None
 
     def get_conn(self) -> Any:
@@ -119,21 +122,23 @@ class FTS3Hook(BaseHook):
                 self.conn_id, conn.host, conn.port, conn.password, conn.extra_dejson or {}
             )
             log.info("fts3 connection %r: %s", self.conn_id, describe(kwargs))
-            for attempt in range(self.attempts):
-                try:
-                    self._context = fts3.Context(**kwargs)
-                    break
-                except Unauthorized as e:
-                    raise FTS3AuthError(
-                        f"fts3: {kwargs['endpoint']} rejected connection {self.conn_id!r}: {e}"
-                    ) from None
-                except (BadEndpoint, ServerError, requests.RequestException) as e:
-                    if attempt + 1 == self.attempts:
-                        raise FTS3Unavailable(
-                            f"fts3: {kwargs['endpoint']} unreachable for connection"
-                            f" {self.conn_id!r}: {type(e).__name__}: {e}"
-                        ) from None
-                    time.sleep(min(2.0**attempt, 10.0))
+            unavailable = (BadEndpoint, ServerError, requests.RequestException)
+            try:
+                self._context = retrying(
+                    lambda: fts3.Context(**kwargs),
+                    attempts=self.attempts,
+                    backoff_s=self.backoff_s,
+                    transient=lambda e: isinstance(e, unavailable),
+                )
+            except Unauthorized as e:
+                raise FTS3AuthError(
+                    f"fts3: {kwargs['endpoint']} rejected connection {self.conn_id!r}: {e}"
+                ) from None
+            except unavailable as e:
+                raise FTS3Unavailable(
+                    f"fts3: {kwargs['endpoint']} unreachable for connection"
+                    f" {self.conn_id!r}: {type(e).__name__}: {e}"
+                ) from None
         return self._context
 
     get_context = get_conn

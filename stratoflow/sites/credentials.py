@@ -33,8 +33,9 @@ class Credentials(Protocol):
     def kubernetes_api(self, conn_id: str) -> tuple[Any, str]:
         """``(kubernetes ApiClient, namespace prefix)`` for the connection's cluster."""
 
-    def fts3_context(self, conn_id: str) -> Any:
-        """An ``fts3.rest.client.Context`` on the connection's endpoint."""
+    def fts3_context(self, conn_id: str, *, attempts: int = 3, backoff_s: float = 1.0) -> Any:
+        """An ``fts3.rest.client.Context`` on the connection's endpoint; building it asks the
+        endpoint its version, retried like the site's other calls."""
 
     def onedata_client(self, conn_id: str) -> Any:
         """A :class:`stratoflow.sites.onedata.client.OnedataClient` with its token."""

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from stratoflow.errors import SiteError
-from stratoflow.retry import backoff, retrying
+from stratoflow.retry import create_or_adopt, retrying
 from stratoflow.sites.agent.bootstrap import user_data
 from stratoflow.sites.agent.jobs import AgentJobs, sandbox_url
 from stratoflow.sites.base import (
@@ -98,10 +98,6 @@ class EC2Compute(AgentJobs, EC2Volumes, Compute):
                 max_attempts=self.cfg.max_attempts,
             )
         return self._ec2
-
-    def _backoff(self, attempt: int) -> None:
-        # Exponential, capped: a throttled API (RequestLimitExceeded) needs room to recover.
-        time.sleep(backoff(attempt, self.cfg.retry_backoff_s))
 
     def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
         """An idempotent call (describe, terminate), retried on transient faults."""
@@ -197,28 +193,33 @@ class EC2Compute(AgentJobs, EC2Volumes, Compute):
         """The record's instance: adopted if it exists, else launched (idempotently)."""
         key = rec.key
         token = (rec.data or {}).get("client_token") or key[:64]
-        for attempt in range(1, self.cfg.retry_attempts + 1):
+
+        def find() -> dict | None:
             found = self._by_key(key)
-            if found:
-                if len(found) > 1:  # never expected; keep the oldest, remove the rest
-                    extra = [x["InstanceId"] for x in found[1:]]
-                    log.warning("ec2: %s has duplicates %s; terminating them", key, extra)
-                    self._call("terminate", self.ec2.terminate_instances, InstanceIds=extra)
-                log.info("ec2: adopting %s for %s", found[0]["InstanceId"], key)
-                return found[0]
-            try:
-                resp = self.ec2.run_instances(
-                    **self._run_args(deployment_id, host, itype, key, token)
-                )
-                return resp["Instances"][0]
-            except Exception as e:
-                if not _transient(e) or attempt == self.cfg.retry_attempts:
-                    raise
-                # The launch may have happened with its reply lost: the lookup at the top
-                # of the loop adopts it; the same ClientToken makes a re-send harmless.
-                log.info("ec2: launching %s failed (%s); checking and retrying", key, e)
-                self._backoff(attempt)
-        raise AssertionError("unreachable")
+            if not found:
+                return None
+            if len(found) > 1:  # never expected; keep the oldest, remove the rest
+                extra = [x["InstanceId"] for x in found[1:]]
+                log.warning("ec2: %s has duplicates %s; terminating them", key, extra)
+                self._call("terminate", self.ec2.terminate_instances, InstanceIds=extra)
+            log.info("ec2: adopting %s for %s", found[0]["InstanceId"], key)
+            return found[0]
+
+        def launch() -> dict:
+            args = self._run_args(deployment_id, host, itype, key, token)
+            return self.ec2.run_instances(**args)["Instances"][0]
+
+        # A launch whose reply was lost is adopted by the next look-up; the same
+        # ClientToken makes a re-sent launch harmless too.
+        instance, _created = create_or_adopt(
+            find,
+            launch,
+            attempts=self.cfg.retry_attempts,
+            backoff_s=self.cfg.retry_backoff_s,
+            transient=_transient,
+            on_retry=lambda e, _: log.info("ec2: launching %s failed (%s); retrying", key, e),
+        )
+        return instance
 
     def _run_args(
         self, deployment_id: str, host: HostRequest, itype: InstanceType, key: str, token: str

@@ -72,7 +72,11 @@ class FTS3Transfer(Storage, BulkTransfer):
     @property
     def context(self) -> Any:
         if self._ctx is None:
-            ctx = credentials().fts3_context(self.cfg.conn_id)
+            ctx = credentials().fts3_context(
+                self.cfg.conn_id,
+                attempts=self.cfg.retry_attempts,
+                backoff_s=self.cfg.retry_backoff_s,
+            )
             if self.cfg.endpoint and self.cfg.endpoint.rstrip("/") != ctx.endpoint:
                 raise StagingError(
                     f"fts3: site {self.name!r} declares endpoint {self.cfg.endpoint} but"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from stratoflow.errors import SiteError
+from stratoflow.retry import retrying
 from stratoflow.sites.base import (
     Allocation,
     Capacity,
@@ -46,6 +47,10 @@ from stratoflow.sites.kubernetes.jobs import PodJobs
 log = logging.getLogger(__name__)
 MIB = 1 << 20
 NODE = "namespace"  # one namespace per deployment: its record's node name
+
+
+class _NamespaceChanged(Exception):
+    """The namespace went away (or was going) between our create and our read: try again."""
 
 
 class KubernetesCompute(PodJobs, Compute):
@@ -157,7 +162,8 @@ class KubernetesCompute(PodJobs, Compute):
             L_SITE: label_value(self.name),
         }
         annotations = {"stratoflow.io/deployment": deployment_id}
-        for _ in range(3):
+
+        def create_or_adopt() -> Any:
             created = kube.create_namespace(name, labels, annotations)
             if created is not None:
                 return created
@@ -165,7 +171,7 @@ class KubernetesCompute(PodJobs, Compute):
             # key label says otherwise. Never adopt a namespace we cannot prove is ours.
             ns = kube.read_namespace(name)
             if ns is None:
-                continue  # it finished terminating in between
+                raise _NamespaceChanged("it finished terminating in between")
             if (ns.metadata.labels or {}).get(L_KEY) != key:
                 raise SiteError(
                     f"kubernetes site {self.name!r}: namespace {name} exists but is not"
@@ -177,9 +183,20 @@ class KubernetesCompute(PodJobs, Compute):
                     raise SiteError(
                         f"kubernetes site {self.name!r}: namespace {name} is still terminating"
                     )
-                continue
+                raise _NamespaceChanged("an earlier attempt's namespace was terminating")
             return ns
-        raise SiteError(f"kubernetes site {self.name!r}: namespace {name} keeps changing")
+
+        try:
+            return retrying(
+                create_or_adopt,
+                attempts=self.cfg.retry_attempts,
+                backoff_s=self.cfg.retry_backoff_s,
+                transient=lambda e: isinstance(e, _NamespaceChanged),
+            )
+        except _NamespaceChanged as e:
+            raise SiteError(
+                f"kubernetes site {self.name!r}: namespace {name} keeps changing ({e})"
+            ) from e
 
     def _delete_ours(self, name: str, key: str | None, deployment_id: str) -> bool:
         """Ask to delete namespace ``name`` if its labels prove it is ours; False if gone."""

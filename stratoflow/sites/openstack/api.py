@@ -9,12 +9,11 @@ that did happen (``create_or_adopt``).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from stratoflow.errors import SiteError
-from stratoflow.retry import backoff, retrying
+from stratoflow.retry import create_or_adopt, retrying
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,9 +73,6 @@ class Caller:
     def __init__(self, site: str, attempts: int, delay_s: float) -> None:
         self.site, self.attempts, self.delay_s = site, max(1, attempts), delay_s
 
-    def _pause(self, attempt: int) -> None:
-        time.sleep(backoff(attempt, self.delay_s))
-
     def __call__(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a *safe to repeat* call (read, delete, idempotent update)."""
 
@@ -99,17 +95,22 @@ class Caller:
     def create_or_adopt(
         self, what: str, find: Callable[[], T | None], create: Callable[[], T]
     ) -> tuple[T, bool]:
-        """``(resource, created)``. Looks up first on every attempt, so a create whose
-        reply was lost is adopted on the next attempt instead of being made twice."""
-        for attempt in range(1, self.attempts + 1):
-            found = self(f"look up {what}", find)
-            if found is not None:
-                return found, False
-            try:
-                return create(), True
-            except Exception as e:
-                if not is_transient(e) or attempt == self.attempts:
-                    raise site_error(self.site, f"create {what}", e) from e
-                log.warning("openstack %s: create %s (attempt %d): %s", self.site, what, attempt, e)
-                self._pause(attempt)
-        raise AssertionError("unreachable")
+        """``(resource, created)``: :func:`stratoflow.retry.create_or_adopt` with this
+        site's retries, its look-ups retried as reads, its errors worded for the user."""
+
+        def warn(e: Exception, attempt: int) -> None:
+            log.warning("openstack %s: create %s (attempt %d): %s", self.site, what, attempt, e)
+
+        try:
+            return create_or_adopt(
+                lambda: self(f"look up {what}", find),
+                create,
+                attempts=self.attempts,
+                backoff_s=self.delay_s,
+                transient=lambda e: not isinstance(e, SiteError) and is_transient(e),
+                on_retry=warn,
+            )
+        except SiteError:
+            raise
+        except Exception as e:
+            raise site_error(self.site, f"create {what}", e) from e
