@@ -189,3 +189,58 @@ def test_keep_last_attempt_keeps_only_the_last_failed_attempt(cloud, capsys):
 
     assert main(["delete", deployment_id, "--wait", "--timeout", "240"]) == 0
     assert cloud.leftovers() == {"servers": [], "ports": [], "floatingips": []}
+
+
+def _task_processes(ti_id: str) -> list[int]:
+    """The processes running task instance ``ti_id``: Airflow 3 titles the task's process
+    ``airflow worker -- <ti id>`` (its LocalExecutor supervisor adds the executor's name)."""
+    import os
+
+    wanted = f"airflow worker -- {ti_id}".encode()
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip()
+        except OSError:
+            continue
+        if title == wanted:
+            found.append(int(pid))
+    return found
+
+
+def test_a_delete_killed_midway_is_finished_by_its_retry(rest, cloud):
+    import os
+    import signal
+
+    from stratoflow import embedded
+    from stratoflow.submit import client
+
+    store = Store.open()
+    deployment_id = submit_cluster(embedded.ADMIN, VM, site="cloud")
+    created = wait_for(store, deployment_id, {"CREATE_COMPLETE", "CREATE_FAILED"})
+    assert created.status.value == "CREATE_COMPLETE", created.status_reason
+    (server,) = cloud.leftovers()["servers"]
+    cloud.delete_polls = 10**6  # the server stays "deleting": the delete task waits on it
+    try:
+        r = rest.delete(f"/stratoflow/deployments/{deployment_id}")
+        assert r.status_code == 202, r.text
+        run_id = r.json()["run_id"]
+        deadline = time.monotonic() + 120
+        while not (cloud.servers.get(server) or {}).get("_deleting"):
+            assert time.monotonic() < deadline, "the delete never asked for the server to go"
+            time.sleep(0.5)
+        with client() as api:
+            (task,) = api.task_instances("stratoflow_delete", run_id)
+        victims = _task_processes(task["id"])
+        assert victims, f"no process runs the delete task {task['id']}"
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        cloud.delete_polls = 1
+    deleted = wait_for(store, deployment_id, {"DELETE_COMPLETE", "DELETE_FAILED"}, 300)
+    assert deleted.status.value == "DELETE_COMPLETE", deleted.status_reason
+    assert cloud.leftovers() == {"servers": [], "ports": [], "floatingips": []}
+    assert store.resources(deployment_id) == []
+    with client() as api:
+        (task,) = api.task_instances("stratoflow_delete", run_id)
+    assert task["state"] == "success" and task["try_number"] >= 2
