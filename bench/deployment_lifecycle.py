@@ -82,6 +82,9 @@ def main() -> int:
 
     fake = FakeOpenStack(seed=3).start()
     fake.users.add(("alice", PASSWORD))
+    # Every deployment stays up until the delete phase: a project big enough for them all.
+    n = args.deployments + 2
+    fake.quota.update(instances=n, cores=n * 2, ram=n * 4096, floatingip=n)
     (home / "sites.yaml").write_text(SITES)
     (home / "one_vm.yaml").write_text(TEMPLATE)
     dags = home / "dags"  # the repository's DAG files and the hand-written one
