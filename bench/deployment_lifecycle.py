@@ -11,7 +11,8 @@ and waits until it is gone, from trigger to success; the baseline is the mean of
 Both poll the cloud every 0.5 s. Leaked = what the fake still holds at the end plus the
 store's live resource records. A failed run keeps its home (logs, the VMs' agent logs).
 
-    .venv/bin/python bench/deployment_lifecycle.py [--deployments 50] [--parallel 10] [--keep]
+    .venv/bin/python bench/deployment_lifecycle.py [--deployments 50] [--parallel 10]
+        [--boot-polls 2] [--keep]
 
 Last line: ``deployments=50 create_p50_s=.. delete_p50_s=.. ratio_vs_handwritten=..
 leaked=..`` with ratio_vs_handwritten = (create_p50_s + delete_p50_s) / handwritten_s.
@@ -71,6 +72,13 @@ def main() -> int:
     ap.add_argument("--deployments", type=int, default=50)
     ap.add_argument("--parallel", type=int, default=10)
     ap.add_argument("--keep", action="store_true", help="keep the Airflow home")
+    ap.add_argument(
+        "--boot-polls",
+        type=int,
+        default=2,
+        help="reads of a server before it is ACTIVE (the fake's 2: a ~1 s boot; a real"
+        " cloud's 30-120 s boot is 60-240 at the 0.5 s poll both sides use)",
+    )
     args = ap.parse_args()
     # Run in the background, SIGINT is ignored: make SIGTERM stop the embedded Airflow too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -80,7 +88,7 @@ def main() -> int:
 
     from tests.fakes.openstack_server import FakeOpenStack
 
-    fake = FakeOpenStack(seed=3).start()
+    fake = FakeOpenStack(seed=3, build_polls=args.boot_polls).start()
     fake.users.add(("alice", PASSWORD))
     # Every deployment stays up until the delete phase: a project big enough for them all.
     n = args.deployments + 2

@@ -91,7 +91,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"deployment {args.id}: not found", file=sys.stderr)
         return EXIT_INVALID
     info = deployment.to_dict()
-    info["resources"] = [r.to_dict() for r in store.resources(args.id, include_deleted=True)]
+    from stratoflow.resource_view import resource_views
+
+    info["resources"] = resource_views(store, deployment)
     info["usage"] = store.usage_totals(args.id)
     if args.json:
         print(json.dumps(info, indent=2, sort_keys=True, default=str))
@@ -106,16 +108,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         for r in info["resources"]:
             print(f"  resource: {r['kind']} {r['idempotency_key']} at {r['site']} [{r['state']}]")
         print(f"  usage   : {info['usage']}")
-    return EXIT_OK if deployment.status != "CREATE_FAILED" else EXIT_FAILED
+    return EXIT_FAILED if deployment.status.failed else EXIT_OK
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     from stratoflow.store import Store
 
     rows = Store.open().list_deployments(limit=args.limit)
-    print(f"{'ID':36}  {'STATUS':20}  {'DAG':40}  CREATED")
+    print(f"{'ID':36}  {'STATUS':20}  {'TASK':9}  {'DAG':40}  CREATED")
     for d in rows:
-        print(f"{d.id:36}  {d.status:20}  {d.dag_id:40}  {d.created_at}")
+        print(f"{d.id:36}  {d.status:20}  {d.task or '-':9}  {d.dag_id:40}  {d.created_at}")
     return EXIT_OK
 
 

@@ -46,14 +46,17 @@ def cmd_resources(args: argparse.Namespace) -> int:
     store, deployment = _deployment(args.id)
     if deployment is None:
         return EXIT_INVALID
-    records = store.resources(args.id, include_deleted=args.all)
+    from stratoflow.resource_view import resource_views
+
+    records = resource_views(store, deployment, include_deleted=args.all)
     if args.json:
-        print(json.dumps([r.to_dict() for r in records], indent=2, sort_keys=True, default=str))
+        print(json.dumps(records, indent=2, sort_keys=True, default=str))
         return EXIT_OK
     print(f"{deployment.id}  {deployment.status}  {len(records)} resource(s)")
     for r in records:
-        where = f"{r.site}:{r.external_id or '-'}"
-        print(f"  {r.node}[{r.index}]  {r.kind:<12} {r.state.value:<9} {where}")
+        where = f"{r['site']}:{r['external_id'] or '-'}"
+        kind = f"{r['kind']} ({r['node_type']})" if r["node_type"] else r["kind"]
+        print(f"  {r['node']}[{r['idx']}]  {kind:<12} {r['node_state']:<9} {where}")
     return EXIT_OK
 
 

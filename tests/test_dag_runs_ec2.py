@@ -82,6 +82,13 @@ def test_a_cluster_with_a_volume_each_is_created_then_deleted(run_dag, run_delet
     store = Store.open()
     kinds = sorted(r.kind for r in store.resources(dep.id))
     assert kinds == ["instance"] * 3 + ["volume"] * 3
+    from stratoflow.resource_view import resource_views
+
+    views = resource_views(store, store.get_deployment(dep.id), include_deleted=False)
+    assert {(v["node_type"], tuple(v["required_by"]), v["node_state"]) for v in views} == {
+        ("tosca.nodes.Compute", (), "CREATED"),
+        ("tosca.nodes.BlockStorage", ("node",), "CREATED"),
+    }
 
     deleted, log = run_delete(dep.id)
     assert deleted.status == "DELETE_COMPLETE", f"{deleted.status_reason}\n{log[-3000:]}"

@@ -120,6 +120,7 @@ def get_deployment(
 ) -> dict[str, Any]:
     """A deployment with its resources (deleted ones too) and usage, like
     ``stratoflow status --json``."""
+    from stratoflow.resource_view import resource_views
     from stratoflow.store import Store
 
     with Store.open() as store:
@@ -127,9 +128,7 @@ def get_deployment(
         if deployment is None:
             raise _not_found(deployment_id)
         info = deployment.to_dict()
-        info["resources"] = [
-            r.to_dict() for r in store.resources(deployment_id, include_deleted=True)
-        ]
+        info["resources"] = resource_views(store, deployment)
         info["usage"] = store.usage_totals(deployment_id)
     return info
 

@@ -93,6 +93,7 @@ def compile_plan(topology: Topology, base_dir: str | Path) -> m.Plan:
     }
     if long_lived:  # only then, so that the plans of campaigns keep their hashes
         plan["long_lived"] = True
+        plan["nodes"] = _node_graph(topology)
     return m.seal(plan)
 
 
@@ -330,6 +331,19 @@ def _required(node: NodeTemplate, name: str) -> str:
             Issue(f"{_TEMPLATE_PATH}.{node.name}.requirements", f"missing requirement '{name}'")
         )
     return target
+
+
+def _node_graph(topology: Topology) -> dict[str, m.NodeInfo]:
+    """Each node's type and the nodes that require it (INDIGO's resource ``requiredBy``)."""
+    required_by: dict[str, list[str]] = {name: [] for name in topology.nodes}
+    for node in topology.nodes.values():
+        for req in node.requirements:
+            if req.node in required_by and node.name not in required_by[req.node]:
+                required_by[req.node].append(node.name)
+    return {
+        name: {"type": node.type, "required_by": sorted(required_by[name])}
+        for name, node in topology.nodes.items()
+    }
 
 
 def _leaves(steps: list[m.Step]) -> list[str]:

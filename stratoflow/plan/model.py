@@ -91,6 +91,11 @@ class HostDef(TypedDict):
     volumes: NotRequired[list[VolumeDef]]  # only present when some, so plans keep hashes
 
 
+class NodeInfo(TypedDict):
+    type: str
+    required_by: list[str]
+
+
 class Plan(TypedDict):
     schema: int
     name: str
@@ -104,6 +109,8 @@ class Plan(TypedDict):
     outputs: dict[str, dict[str, Any]]
     #: Infrastructure that stays up after its create run, until deleted (absent: False).
     long_lived: NotRequired[bool]
+    #: A long-lived plan's node templates: type and dependents, for its resource records.
+    nodes: NotRequired[dict[str, NodeInfo]]
     hash: NotRequired[str]  # both set by seal()
     dag_id: NotRequired[str]
 
