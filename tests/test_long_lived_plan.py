@@ -42,7 +42,7 @@ def compile_text(tmp_path: Path, text: str):
 
 
 def test_a_normative_vm_compiles_to_provision_then_report(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         _topology, plan = compile_text(tmp_path, VM)
     assert plan["long_lived"] is True
     assert [s["id"] for s in plan["steps"]] == ["broker", "provision", "report"]

@@ -124,7 +124,9 @@ def run_toscaparser(
     reported = [e for e in caught if not isinstance(e, _CRASHES)]
     for e in caught:
         if isinstance(e, _CRASHES):
-            log.warning(
+            # Info, not warning: a catalogue template that trips it would print this on
+            # every `stratoflow up`, though nothing is wrong with it.
+            log.info(
                 "tosca-parser failed inside the library on template %r (%s: %s); a limitation"
                 " of tosca-parser, not a fault of the template: Stratoflow's own checks decide",
                 name,
