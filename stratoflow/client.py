@@ -133,8 +133,13 @@ class AirflowClient:
     def unpause(self, dag_id: str) -> None:
         self._call("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
 
-    def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any]) -> dict:
-        body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+    def trigger(
+        self, dag_id: str, run_id: str, conf: dict[str, Any], note: str | None = None
+    ) -> dict:
+        """``note`` is shown on the run in Airflow's UI (the deployment it works for)."""
+        body: dict[str, Any] = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+        if note:
+            body["note"] = note
         r = self._call("POST", f"/api/v2/dags/{dag_id}/dagRuns", ok=(200, 201, 409), json=body)
         if r.status_code == 409:  # an earlier attempt landed, or the id was already used
             run = self.get_run(dag_id, run_id)
@@ -163,6 +168,7 @@ class AirflowClient:
         run_id: str,
         conf: dict[str, Any],
         trigger_slot: Callable[[], AbstractContextManager[Any]] = nullcontext,
+        note: str | None = None,
     ) -> None:
         """Wait for the DAG to be parsed, unpause it if needed, trigger the run.
 
@@ -178,7 +184,7 @@ class AirflowClient:
             self._make_ready(dag_id)
         try:
             with trigger_slot():
-                self.trigger(dag_id, run_id, conf)
+                self.trigger(dag_id, run_id, conf, note)
         except AirflowAPIError as exc:
             _ready_since.pop(known, None)
             if exc.status != 404 or seen is None:
@@ -186,7 +192,7 @@ class AirflowClient:
             # Gone since we last saw it (its file removed, then back): wait as for a new one.
             self._make_ready(dag_id)
             with trigger_slot():
-                self.trigger(dag_id, run_id, conf)
+                self.trigger(dag_id, run_id, conf, note)
         _ready_since[known] = time.monotonic()
 
     def _make_ready(self, dag_id: str) -> None:

@@ -39,7 +39,12 @@ def request_delete(
         run_id = delete_run_id(deployment_id)
         try:
             _stop_create_run(api, before)
-            api.start_run(DELETE_DAG_ID, run_id, {"deployment_id": deployment_id})
+            api.start_run(
+                DELETE_DAG_ID,
+                run_id,
+                {"deployment_id": deployment_id},
+                note=f"deployment {deployment_id} (delete)",
+            )
         except AirflowAPIError as exc:
             store.set_status(deployment_id, "DELETE_FAILED", reason=f"could not start: {exc}")
             raise

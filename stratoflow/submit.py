@@ -48,7 +48,13 @@ def submit(
         )
         try:
             with api or client() as airflow:
-                airflow.start_run(dag_id, run_id, inputs, embedded.one_trigger_at_a_time)
+                airflow.start_run(
+                    dag_id,
+                    run_id,
+                    inputs,
+                    embedded.one_trigger_at_a_time,
+                    note=f"deployment {deployment_id} (create)",
+                )
         except Exception as exc:  # any failure to start: HTTP, network, auth
             reason = f"could not start the run: {exc}"
             store.set_status(deployment_id, "CREATE_FAILED", reason=reason)

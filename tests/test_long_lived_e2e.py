@@ -99,6 +99,11 @@ def test_a_local_cluster_stays_up_until_deleted(rest, capsys):
 
     deleted = wait_for(store, deployment_id, {"DELETE_COMPLETE", "DELETE_FAILED"})
     assert deleted.status.value == "DELETE_COMPLETE", deleted.status_reason
+    from stratoflow.submit import client
+
+    with client() as api:
+        delete_run = api.get_run("stratoflow_delete", r.json()["run_id"])
+    assert delete_run["note"] == f"deployment {deployment_id} (delete)"
     assert not Path(sandbox).exists()
     assert store.resources(deployment_id) == []
     assert store.reserved(SITE)["cores"] == 0.0
@@ -161,6 +166,7 @@ def test_a_vm_deleted_while_it_boots_is_stopped_and_removed(rest, cloud):
     with client() as api:
         create = api.get_run(deleted.dag_id, deleted.run_id)
     assert create["state"] == "failed"  # stopped, and it never set CREATE_* over the delete
+    assert create["note"] == f"deployment {deployment_id} (create)"  # shown in the UI
 
 
 def test_keep_last_attempt_keeps_only_the_last_failed_attempt(cloud, capsys):

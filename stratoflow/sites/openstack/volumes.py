@@ -92,7 +92,7 @@ class VolumesMixin:
                         "attach volume",
                         self.conn.compute.create_volume_attachment,
                         h["server_id"],
-                        volume_id=v["id"],
+                        volume=v["id"],
                         **extra,
                     )
                     volume = self._wait_volume(v["id"], ("in-use",))
