@@ -76,14 +76,17 @@ def test_a_local_cluster_stays_up_until_deleted(rest, capsys):
     assert created.outputs["head_address"] == "127.0.0.1"
     assert created.outputs["addresses"] == ["127.0.0.1", "127.0.0.1"]
     assert created.outputs["ssh"] == "ssh://127.0.0.1:22"
-    (sandbox,) = {r.external_id for r in store.resources(deployment_id)}
-    assert sorted(p.name for p in (Path(sandbox) / "hosts").iterdir()) == [
-        "cluster-0",
-        "cluster-1",
+    hosts = store.resources(deployment_id)
+    assert [(r.kind, r.node, r.index) for r in hosts] == [
+        ("host", "cluster", 0),
+        ("host", "cluster", 1),
     ]
+    homes = [Path(r.external_id) for r in hosts]
+    assert [p.name for p in homes] == ["cluster-0", "cluster-1"] and all(p.is_dir() for p in homes)
+    sandbox = str(homes[0].parents[1])
     assert main(["resources", deployment_id]) == 0
     listing = capsys.readouterr().out
-    assert "cluster[0]  sandbox" in listing and f"{SITE}:{sandbox}" in listing
+    assert "cluster[1]  host (tosca.nodes.Compute)" in listing and f"{SITE}:{homes[1]}" in listing
     assert main(["outputs", deployment_id]) == 0
     assert json.loads(capsys.readouterr().out)["head_address"] == "127.0.0.1"
     # It holds its two cores after its create run ended: a campaign would have released them.

@@ -47,6 +47,9 @@ from stratoflow.sites.sandbox import (
 
 MIB = 1 << 20
 LOOPBACK = "127.0.0.1"
+# What a local deployment's records are: its hosts (directories in its sandbox), or the
+# sandbox itself for a deployment without hosts (and records made before hosts were).
+RECORD_KINDS = ("host", "sandbox")
 # Runners we started from this process; polled only so they do not linger as zombies.
 _children: dict[int, subprocess.Popen] = {}
 
@@ -84,13 +87,14 @@ class LocalCompute(Compute):
                 f" but site {self.name!r} has only {self.cfg.cores} cores and"
                 f" {self.cfg.memory // MIB} MiB in total; it can never fit here"
             )
-        nodes = list(dict.fromkeys(h.node for h in hosts)) or ["sandbox"]
         data = {"sandbox": str(sandbox)}
-        # Write-ahead: the records exist before the directory does, so a crash in between
-        # leaves something the reaper (and teardown) can find.
+        # Write-ahead: the records exist before the directories do, so a crash in between
+        # leaves something the reaper (and teardown) can find. One record per host instance
+        # (a directory in the sandbox); a deployment without hosts records the sandbox.
+        wanted = [("host", h.node, i) for h in hosts for i in range(h.count)]
         records = [
-            ledger.intend_resource(deployment_id, self.name, "sandbox", node, 0, data=data)
-            for node in nodes
+            ledger.intend_resource(deployment_id, self.name, kind, node, i, data=data)
+            for kind, node, i in wanted or [("sandbox", "sandbox", 0)]
         ]
         adopting = sandbox.is_dir() and all(r.state == "created" for r in records)
         try:
@@ -110,9 +114,10 @@ class LocalCompute(Compute):
                 f" {deployment_id} ({cores} cores, {mem // MIB} MiB): other deployments hold"
                 " the rest; retry later"
             )
+        homes = {(e["node"], e["index"]): e["id"] for e in instances}
         for r in records:
             if r.state != "created":
-                ledger.mark_resource_created(r.key, str(sandbox), data)
+                ledger.mark_resource_created(r.key, homes.get((r.node, r.index), str(sandbox)))
         return Allocation(
             site=self.name,
             kind=self.kind,
@@ -163,11 +168,12 @@ class LocalCompute(Compute):
         records = [
             r
             for r in ledger.resources(deployment_id)
-            if r.kind == "sandbox" and getattr(r, "site", self.name) == self.name
+            if r.kind in RECORD_KINDS and r.site == self.name
         ]
         for r in records:
-            if r.external_id:
-                sandboxes.add(Path(r.external_id))
+            where = r.data.get("sandbox") or r.external_id
+            if where:
+                sandboxes.add(Path(where))
             if r.state != "deleting":
                 ledger.mark_resource_deleting(r.key)
         for sandbox in sandboxes:
