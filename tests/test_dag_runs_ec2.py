@@ -97,13 +97,3 @@ def test_a_cluster_with_a_volume_each_is_created_then_deleted(run_dag, run_delet
     assert ec2.describe_instances(Filters=live)["Reservations"] == []
     assert booter.running() == []
     assert store.resources(dep.id) == []
-
-
-def test_block_storage_is_refused_where_the_kind_has_no_volumes(run_dag):
-    from pathlib import Path
-
-    template = Path(__file__).parent / "templates" / "dag" / "cluster_volumes.yaml"
-    dep = run_dag(template, {"site": "local"})["deployment"]
-    assert dep.status == "CREATE_FAILED"
-    assert "local: kind 'local' cannot attach block storage (scratch)" in dep.status_reason
-    assert Store.open().resources(dep.id, include_deleted=True) == []

@@ -140,6 +140,7 @@ topology_template:
 
 
 def test_the_broker_refuses_block_storage_on_kinds_without_volumes():
+    """Before anything is provisioned: the deployment fails at its broker step with this."""
     from stratoflow.broker import SiteOffer, rank_sites
 
     offers = {
