@@ -11,7 +11,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from stratoflow.cli_lifecycle import EXIT_FAILED, EXIT_INVALID, EXIT_OK
+from stratoflow.cli_lifecycle import EXIT_FAILED, EXIT_INVALID, EXIT_OK, open_deployment
 from stratoflow.cli_lifecycle import add_parsers as add_lifecycle_parsers
 from stratoflow.errors import StratoflowError, TemplateError
 
@@ -83,15 +83,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from stratoflow.store import Store
+    from stratoflow.resource_view import resource_views
 
-    store = Store.open()
-    deployment = store.get_deployment(args.id)
+    store, deployment = open_deployment(args.id)
     if deployment is None:
-        print(f"deployment {args.id}: not found", file=sys.stderr)
         return EXIT_INVALID
     info = deployment.to_dict()
-    from stratoflow.resource_view import resource_views
 
     info["resources"] = resource_views(store, deployment)
     info["usage"] = store.usage_totals(args.id)

@@ -32,7 +32,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _deployment(deployment_id: str):
+def open_deployment(deployment_id: str):
+    """(store, the deployment or None); a None has been reported on stderr already."""
     from stratoflow.store import Store
 
     store = Store.open()
@@ -43,7 +44,7 @@ def _deployment(deployment_id: str):
 
 
 def cmd_resources(args: argparse.Namespace) -> int:
-    store, deployment = _deployment(args.id)
+    store, deployment = open_deployment(args.id)
     if deployment is None:
         return EXIT_INVALID
     from stratoflow.resource_view import resource_views
@@ -61,7 +62,7 @@ def cmd_resources(args: argparse.Namespace) -> int:
 
 
 def cmd_outputs(args: argparse.Namespace) -> int:
-    _store, deployment = _deployment(args.id)
+    _store, deployment = open_deployment(args.id)
     if deployment is None:
         return EXIT_INVALID
     print(json.dumps(deployment.outputs, indent=2, sort_keys=True, default=str))

@@ -67,6 +67,11 @@ def site_error(site: str, what: str, e: BaseException) -> SiteError:
     return SiteError(f"openstack: {what} failed at site {site!r}: {msg}")
 
 
+def _retryable(e: Exception) -> bool:
+    """A transient API fault; our own SiteErrors (already worded) never are."""
+    return not isinstance(e, SiteError) and is_transient(e)
+
+
 class Caller:
     """Retries transient failures with exponential back-off."""
 
@@ -84,7 +89,7 @@ class Caller:
                 lambda: fn(*args, **kwargs),
                 attempts=self.attempts,
                 backoff_s=self.delay_s,
-                transient=lambda e: not isinstance(e, SiteError) and is_transient(e),
+                transient=_retryable,
                 on_retry=warn,
             )
         except SiteError:
@@ -107,7 +112,7 @@ class Caller:
                 create,
                 attempts=self.attempts,
                 backoff_s=self.delay_s,
-                transient=lambda e: not isinstance(e, SiteError) and is_transient(e),
+                transient=_retryable,
                 on_retry=warn,
             )
         except SiteError:
