@@ -11,8 +11,10 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from stratoflow.cli_data import add_parsers as add_data_parsers
 from stratoflow.cli_lifecycle import EXIT_FAILED, EXIT_INVALID, EXIT_OK, open_deployment
 from stratoflow.cli_lifecycle import add_parsers as add_lifecycle_parsers
+from stratoflow.cli_policy import add_parsers as add_policy_parsers
 from stratoflow.errors import StratoflowError, TemplateError
 
 if TYPE_CHECKING:
@@ -290,6 +292,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print JSON")
     sp.set_defaults(fn=cmd_status)
     add_lifecycle_parsers(sub)
+    add_data_parsers(sub)
+    add_policy_parsers(sub)
     sp = sub.add_parser(
         "list",
         help="List deployments, newest first.",

@@ -142,9 +142,9 @@ def test_a_burst_all_completes_two_at_a_time_fairly(queued_plan, http_statuses):
     burst: dict[str, list[str]] = {}
     posters = [
         threading.Thread(
-            target=lambda: burst.update(alice=submit_many(queued_plan, ["alice"] * 8, nap))
+            target=lambda: burst.update(alice=submit_many(queued_plan, ["alice"] * 5, nap))
         ),
-        threading.Thread(target=lambda: burst.update(api=trigger_many(queued_plan, 8, nap))),
+        threading.Thread(target=lambda: burst.update(api=trigger_many(queued_plan, 5, nap))),
     ]
     for t in posters:
         t.start()
@@ -169,7 +169,7 @@ def test_a_burst_all_completes_two_at_a_time_fairly(queued_plan, http_statuses):
     # retried behind the scenes, and no Airflow process died under it.
     bad = [s for s in http_statuses if not 200 <= s[1] < 300]
     assert bad == [], f"Airflow answered: {bad}"
-    assert len(http_statuses) >= 18
+    assert len(http_statuses) >= 12
     assert supervised_pids() == pids_before
 
     records = [store.admission_record(i) for i in alice + via_airflow + bob]

@@ -101,6 +101,12 @@ def _without_refused(
 
 def load_catalogue(path: str | os.PathLike[str] | None = None) -> dict[str, SiteConfig]:
     """Read and validate the site catalogue (default: $STRATOFLOW_SITES or include/sites.yaml)."""
+    doc, source = read_catalogue(path)
+    return parse_catalogue(doc, source)
+
+
+def read_catalogue(path: str | os.PathLike[str] | None = None) -> tuple[Any, str]:
+    """The catalogue file's YAML document, not yet validated, and where it was read."""
     p = Path(path) if path is not None else default_catalogue_path()
     try:
         text = p.read_bytes()
@@ -112,7 +118,7 @@ def load_catalogue(path: str | os.PathLike[str] | None = None) -> dict[str, Site
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise TemplateError(Issue("", f"{p}: invalid YAML: {e}")) from e
-    return parse_catalogue(doc, str(p))
+    return doc, str(p)
 
 
 def kind_of(site: SiteConfig) -> SiteKind:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -200,4 +201,116 @@ admission_queue = Table(
     Column("released_at", UTCDateTime, nullable=True),
     Column("left_at", UTCDateTime, nullable=True),
     Index(None, "state", "enqueued_at"),
+)
+
+
+# -- the replica catalogue (stratoflow.lifecycle; docs/lifecycle.md) ------------------------
+# As above, no foreign keys: the lifecycle tasks write these in an order a crash may cut,
+# and each step is written to converge when repeated.
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("meta", JSON, nullable=False),
+    # Who registered it: "cli:<user>", "campaign:<deployment id>", "transfer:<deployment id>".
+    Column("source", String(255), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("dataset_id", _BigId, nullable=False),
+    Column("name", String(1024), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("adler32", String(8), nullable=True),
+    Column("sha256", String(64), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("dataset_id", "name"),
+)
+
+# Copied from the site catalogue's ``endpoints`` whenever it is read: a replica keeps the
+# name of an endpoint that has since left the catalogue, and this row says what it was.
+storage_endpoints = Table(
+    "storage_endpoints",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("site", String(255), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("attributes", JSON, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("file_id", _BigId, nullable=False),
+    Column("endpoint", String(255), nullable=False),
+    Column("url", Text, nullable=False),
+    # AVAILABLE | COPYING | UNAVAILABLE | BAD | BEING_DELETED
+    Column("state", String(16), nullable=False),
+    Column("verified_at", UTCDateTime, nullable=True),
+    # Set when no rule protects it any more: it may be deleted from this time on.
+    Column("tombstone", UTCDateTime, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("file_id", "endpoint"),
+    Index(None, "endpoint", "state"),
+)
+
+# One rule per (policy, dataset): the policy's selector picked the dataset, as Rucio's
+# subscriptions make one rule per matching DID.
+rules = Table(
+    "rules",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("policy", String(255), nullable=False),
+    Column("dataset_id", _BigId, nullable=False),
+    Column("copies", Integer, nullable=False),
+    Column("expression", Text, nullable=False),
+    Column("lifetime_s", BigInteger, nullable=True),  # NULL: it never expires
+    # An operator's pin: a locked rule neither expires nor releases its locks.
+    Column("locked", Boolean, nullable=False),
+    Column("state", String(16), nullable=False),  # OK | REPLICATING | STUCK | SUSPENDED
+    Column("state_reason", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("stuck_at", UTCDateTime, nullable=True),
+    UniqueConstraint("policy", "dataset_id"),
+    Index(None, "dataset_id"),
+)
+
+# A replica with a lock is protected: no tombstone, no deletion, whatever the other rules say.
+replica_locks = Table(
+    "replica_locks",
+    metadata,
+    Column("rule_id", _BigId, primary_key=True, autoincrement=False),
+    Column("replica_id", _BigId, primary_key=True, autoincrement=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "replica_id"),
+)
+
+# A copy a rule asked for: its source replica is protected while it is unfinished.
+replica_transfers = Table(
+    "replica_transfers",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("rule_id", _BigId, nullable=False),
+    Column("file_id", _BigId, nullable=False),
+    Column("source_replica_id", _BigId, nullable=False),
+    Column("dest_replica_id", _BigId, nullable=False),
+    Column("state", String(16), nullable=False),  # QUEUED | SUBMITTED | DONE | FAILED
+    Column("external_id", String(255), nullable=True),  # the service's job id
+    Column("attempts", Integer, nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "state"),
+    Index(None, "rule_id"),
 )

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, Row, exc, insert, select, update
 
 from stratoflow.store.admission import AdmissionOps
 from stratoflow.store.base import RACE_RETRIES
+from stratoflow.store.catalogue import CatalogueOps
 from stratoflow.store.config import default_store_url
 from stratoflow.store.engine import shared_engine
 from stratoflow.store.migrate import ensure_migrated
@@ -24,7 +25,9 @@ from stratoflow.store.models import (
     Task,
 )
 from stratoflow.store.reaper_log import ReaperLog
+from stratoflow.store.replica_ops import ReplicaOps
 from stratoflow.store.resources import ResourceOps
+from stratoflow.store.rules import RuleOps
 from stratoflow.store.schema import deployments, plans, step_events, utcnow
 
 log = logging.getLogger(__name__)
@@ -78,7 +81,7 @@ def _unreachable(engine: Engine, error: exc.OperationalError) -> str:
     return f"cannot reach the store at {where}: {str(error.orig).strip()}{hint}"
 
 
-class Store(ResourceOps, AdmissionOps, ReaperLog):
+class Store(ResourceOps, AdmissionOps, ReaperLog, CatalogueOps, RuleOps, ReplicaOps):
     """Stratoflow's own state. Safe to use from many processes at once.
 
     Every method is one short transaction; nothing returned holds a connection.

@@ -1,0 +1,65 @@
+"""Evaluate a policy over the catalogue: which datasets it selects, and each one's plan.
+
+The dry run (``stratoflow policy plan``) and the policy DAG's plan task both call
+:func:`plan_policy`, so what the one shows is what the other does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from stratoflow.lifecycle.expression import Endpoint
+from stratoflow.lifecycle.planner import Action, DatasetState, plan_dataset
+from stratoflow.lifecycle.policy import Policy
+
+
+class CatalogueReader(Protocol):
+    """The reads a plan needs (``stratoflow.store.Store`` implements them)."""
+
+    def datasets(self, pattern: str | None = None, limit: int = 1000) -> list[dict[str, Any]]: ...
+    def dataset_state(self, policy: str, dataset_id: int) -> DatasetState: ...
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    state: DatasetState
+    actions: Sequence[Action]
+
+    @property
+    def name(self) -> str:
+        return self.state.dataset.name
+
+
+def like_pattern(shell: str) -> str:
+    """A shell pattern's literal prefix as a SQL LIKE pattern: the store narrows, the
+    selector decides (LIKE's own wildcards in names are matched again in Python)."""
+    prefix = ""
+    for ch in shell:
+        if ch in "*?[":
+            break
+        prefix += ch
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def selected(
+    catalogue: CatalogueReader, policy: Policy, limit: int = 1_000_000
+) -> list[dict[str, Any]]:
+    rows = catalogue.datasets(like_pattern(policy.datasets.name), limit=limit)
+    return [r for r in rows if policy.datasets.matches(r["name"], r["meta"] or {})]
+
+
+def plan_policy(
+    catalogue: CatalogueReader,
+    policy: Policy,
+    endpoints: Mapping[str, Endpoint],
+    now: datetime,
+) -> list[DatasetPlan]:
+    """Every selected dataset's plan, by dataset name."""
+    plans = []
+    for row in selected(catalogue, policy):
+        state = catalogue.dataset_state(policy.name, row["id"])
+        plans.append(DatasetPlan(state, plan_dataset(policy, endpoints, state, now)))
+    return plans
