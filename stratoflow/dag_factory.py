@@ -16,6 +16,7 @@ from stratoflow.deletion import DELETE_DAG_ID
 from stratoflow.operators.broker import BrokerOperator
 from stratoflow.operators.delete import DeleteOperator
 from stratoflow.operators.job import JobOperator
+from stratoflow.operators.lifecycle import REGISTERED_DATASETS
 from stratoflow.operators.provision import ProvisionOperator, TeardownOperator
 from stratoflow.operators.report import ReportOperator
 from stratoflow.operators.staging import StageInOperator, StageOutOperator, TransferOperator
@@ -126,6 +127,9 @@ def _task(plan: m.Plan, step: m.Step, tasks: dict[str, Any]) -> Any:
         source = step.get("inputs_from")
         upstream_outputs = XComArg(tasks[source]) if source else None
         return JobOperator(upstream_outputs=upstream_outputs, **common)
+    if kind in (m.STAGE_OUT, m.TRANSFER):
+        # Their copies are registered as datasets; the policies that select one start.
+        common["outlets"] = [REGISTERED_DATASETS]
     if kind == m.STAGE_OUT:
         return StageOutOperator(sources=[XComArg(tasks[s]) for s in step["from"]], **common)
     if kind == m.TEARDOWN:

@@ -199,6 +199,9 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         "AIRFLOW_HOME": str(home),
         "STRATOFLOW_HOME": str(home / "stratoflow"),
         "STRATOFLOW_SITES": str(sites),
+        # Its catalogue declares no storage endpoint: no lifecycle policy applies (the
+        # shipped ones would fail to load); tests of policies bring their own.
+        "STRATOFLOW_POLICIES": str(home / "no-policies"),
         "STRATOFLOW_AIRFLOW_PORT": str(port),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
     }

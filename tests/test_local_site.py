@@ -324,3 +324,32 @@ def test_sources_outside_allowed_roots_are_refused(storage, tmp_path):
     with pytest.raises(StagingError, match="must be absolute"):
         storage.copy("relative/path", dest)
     assert not (tmp_path / "dest").exists()
+
+
+def test_storage_reads_back_checksums_and_deletes_within_its_roots(tmp_path):
+    from stratoflow.errors import StagingRefused
+
+    root = tmp_path / "endpoint"
+    root.mkdir()
+    storage = LocalStorage(
+        "local",
+        {
+            "workdir": str(tmp_path / "work"),
+            "allowed_roots": [str(root)],
+            "writable_roots": [str(root)],
+        },
+    )
+    f = root / "ds" / "a.csv"
+    f.parent.mkdir()
+    f.write_bytes(b"x" * 1000)
+    found = storage.checksums(f.as_uri())
+    assert (found.size, found.adler32, found.sha256) == file_checksums(f)
+    with pytest.raises(FileNotFoundError):
+        storage.checksums((root / "ds" / "gone.csv").as_uri())
+    with pytest.raises(StagingRefused):
+        storage.checksums("/etc/passwd")
+    with pytest.raises(StagingRefused):
+        storage.delete((tmp_path / "outside").as_uri())
+    storage.delete(f.as_uri())
+    storage.delete(f.as_uri())  # gone already is not an error
+    assert not f.exists()

@@ -65,3 +65,29 @@ def register_files(
         )
         for name, group in sorted(by_endpoint.items())
     ]
+
+
+def register_staged(
+    store: Any,
+    dataset: str,
+    staged: Sequence[Mapping[str, Any]],
+    *,
+    source: str,
+    meta: Mapping[str, Any],
+) -> list[str] | None:
+    """Register a run's verified copies (``StagedFile`` dicts) as ``dataset`` when a storage
+    endpoint holds them; return the policies that select it, whose Assets the caller
+    announces. None: no endpoint holds them, nothing registered."""
+    from stratoflow.execution.policies import load_policy_set
+    from stratoflow.execution.staging import url_basename
+
+    endpoints = synced_endpoints(store)
+    if not staged or endpoint_for_url(str(staged[0]["url"]), endpoints) is None:
+        return None
+    files = [
+        NewFile(url_basename(s["url"]), s["url"], s["size"], s.get("adler32"), s.get("sha256"))
+        for s in staged
+    ]
+    register_files(store, dataset, files, source=source, meta=meta)
+    selecting = load_policy_set().policies.values()
+    return sorted(p.name for p in selecting if p.datasets.matches(dataset, meta))

@@ -134,7 +134,6 @@ class Executor:
     def run(self, state: DatasetState, actions: Sequence[Action]) -> list[Outcome]:
         rule = state.rule
         files = {f.name: f for f in state.files}
-        replicas = {r.id: r for r in state.replicas}
         outcomes: list[Outcome] = []
         for action in actions:
             if action.kind == "create_rule":
@@ -150,7 +149,7 @@ class Executor:
                 outcomes.append(Outcome(action, True, f"rule {rule.id}"))
                 continue
             assert rule is not None, "the plan makes the rule first"
-            outcomes.append(self._one(action, rule, files, replicas, state))
+            outcomes.append(self._one(action, rule, files, state))
         return outcomes
 
     def _one(
@@ -158,7 +157,6 @@ class Executor:
         a: Action,
         rule: Rule,
         files: Mapping[str, FileRecord],
-        replicas: Mapping[int, Replica],
         state: DatasetState,
     ) -> Outcome:
         c, rid = self.catalogue, a.replica_id
@@ -198,7 +196,9 @@ class Executor:
             ok, note = verify_replica(c, self.transport, replica, files[a.file or ""])
             return Outcome(a, ok, note)
         elif a.kind == "delete":
-            replica = replicas[rid]  # type: ignore[index]
+            replica = c.replica(rid)  # type: ignore[arg-type]
+            if replica is None:
+                return Outcome(a, True, "gone already")
             if not c.begin_replica_delete(replica.id, a.detail.get("witness"), self.started):
                 return Outcome(
                     a, False, "kept: locked, a transfer source, or no verified witness now"

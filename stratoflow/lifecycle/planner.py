@@ -25,6 +25,7 @@ from stratoflow.lifecycle.policy import Policy
 from stratoflow.lifecycle.release import FileRelease, ago, preference
 
 UNFINISHED = ("QUEUED", "SUBMITTED")
+_TIMES = ("expires_at", "tombstone", "stuck_at")
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,28 @@ class Action:
     replica_id: int | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Action:
+        """The inverse of ``to_dict`` after a JSON round trip (XCom): times come back."""
+        detail = {
+            k: datetime.fromisoformat(v) if k in _TIMES and isinstance(v, str) else v
+            for k, v in dict(d.get("detail") or {}).items()
+        }
+        return cls(
+            d["kind"],
+            d["dataset"],
+            d["reason"],
+            d.get("file"),
+            d.get("endpoint"),
+            d.get("replica_id"),
+            detail,
+        )
+
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (times as ISO 8601)."""
+        detail = {
+            k: v.isoformat() if isinstance(v, datetime) else v for k, v in self.detail.items()
+        }
         return {
             "kind": self.kind,
             "dataset": self.dataset,
@@ -74,7 +96,7 @@ class Action:
             "endpoint": self.endpoint,
             "replica_id": self.replica_id,
             "reason": self.reason,
-            "detail": dict(self.detail),
+            "detail": detail,
         }
 
 
@@ -314,6 +336,14 @@ class DatasetPlanner:
         refilled = {a.replica_id for a in self.actions if a.kind == "copy" and a.replica_id}
         for f in self.state.files:
             FileRelease(self, f, refilled).plan()
+
+
+def phases(actions: Sequence[Action]) -> tuple[list[Action], list[Action]]:
+    """(execute, verify): a policy run's execute task does the first list in order (a
+    deletion's witness is verified there, before it); its verify task then does the
+    periodic verifications."""
+    periodic = [a for a in actions if a.kind == "verify" and not a.detail.get("witness")]
+    return [a for a in actions if a not in periodic], periodic
 
 
 def plan_dataset(

@@ -55,14 +55,14 @@ class FileRelease:
         if not ranked:
             return None
         self.witness = ranked[0].id
-        if not any(a.kind == "verify" and a.replica_id == self.witness for a in self.p.actions):
-            self.p.add(
-                "verify",
-                "vouches for the file before a deletion",
-                file=self.f.name,
-                endpoint=ranked[0].endpoint,
-                replica_id=self.witness,
-            )
+        self.p.add(
+            "verify",
+            "vouches for the file before a deletion",
+            file=self.f.name,
+            endpoint=ranked[0].endpoint,
+            replica_id=self.witness,
+            detail={"witness": True},
+        )
         return self.witness
 
     def plan(self) -> None:

@@ -21,6 +21,22 @@ from stratoflow.store.models import Task
 from stratoflow.triggers.wait import SiteWaitTrigger
 
 
+def registered(op: StratoflowOperator, context: Any, result: dict) -> dict:
+    """``result`` with the dataset its files were registered as (``<template>/<deployment
+    id>``; None when no storage endpoint holds them)."""
+    from stratoflow.operators.lifecycle import register_and_announce
+
+    deployment_id = op.deployment_id(context)
+    meta = {"template": op.plan["name"], "deployment": deployment_id, "kind": "results"}
+    if not result["files"]:
+        return {**result, "dataset": None}
+    dataset = f"{op.plan['name']}/{deployment_id}"
+    return {
+        **result,
+        "dataset": register_and_announce(op, context, op.store, dataset, result["files"], meta),
+    }
+
+
 class StageInOperator(StratoflowOperator):
     """Copy the dataset into the sandbox; return the files in chunks, one per job."""
 
@@ -63,7 +79,8 @@ class StageOutOperator(StratoflowOperator):
         staged = stage_files(
             files, dests, self.store, deployment_id, site, self.task_id, log=self.log
         )
-        return {"results_dir": str(target), "files": [s.to_dict() for s in staged]}
+        result = {"results_dir": str(target), "files": [s.to_dict() for s in staged]}
+        return registered(self, context, result)
 
 
 class TransferOperator(StratoflowOperator):
@@ -121,7 +138,7 @@ class TransferOperator(StratoflowOperator):
         qos = resolve(self.step.get("qos"), bound["inputs"])
         if qos and dests:
             self._require_replicas(destination, dests, qos, result)
-        return result
+        return registered(self, context, result)
 
     def _require_replicas(self, destination: str, dests: list[str], qos: dict, result: dict):
         """The storage system keeps the replicas the template asks for; wait until it does."""
@@ -152,7 +169,7 @@ class TransferOperator(StratoflowOperator):
                 raise StagingRefused(
                     f"{self.task_id}: {service} QoS not satisfied: {sorted(event['qos'].values())}"
                 )
-            return {**event["echo"], "qos": event["qos"]}
+            return registered(self, context, {**event["echo"], "qos": event["qos"]})
 
         return self.guarded(context, finish)
 
@@ -172,7 +189,8 @@ class TransferOperator(StratoflowOperator):
                 bound["deployment_id"], "transfer", self.task_id, bytes_moved=moved
             )
             self.log.info("%s transferred %d files (%d bytes)", bulk.service, len(staged), moved)
-            return {"destination": destination, "files": [s.to_dict() for s in staged]}
+            result = {"destination": destination, "files": [s.to_dict() for s in staged]}
+            return registered(self, context, result)
 
         return self.guarded(context, finish)
 

@@ -316,6 +316,21 @@ class Storage(ABC):
         the declared checksums (and size), then renamed into place; a mismatch raises
         ``ChecksumMismatch`` and leaves nothing at ``dest_url``."""
 
+    def checksums(self, url: str) -> StagedFile:
+        """What is at ``url`` now, read back from the storage: its size and checksums (the
+        lifecycle policies verify replicas with it). FileNotFoundError when nothing is
+        there. Backends that cannot read a file back refuse."""
+        from stratoflow.errors import StagingRefused
+
+        raise StagingRefused(f"{url}: {type(self).__name__} cannot read a file's checksums")
+
+    def delete(self, url: str) -> None:
+        """Remove the file at ``url`` (a lifecycle policy's deletion); gone already is not
+        an error. Backends that cannot delete refuse."""
+        from stratoflow.errors import StagingRefused
+
+        raise StagingRefused(f"{url}: {type(self).__name__} cannot delete files")
+
     def bulk_transfer(self) -> BulkTransfer | None:
         """The backend's bulk third-party transfer service (FTS3), or None when it copies
         file by file in the task."""

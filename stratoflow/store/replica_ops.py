@@ -15,6 +15,8 @@ from stratoflow.store.catalogue import chunks
 from stratoflow.store.models import StoreError
 from stratoflow.store.schema import replica_locks, replica_transfers, replicas, utcnow
 
+_DEBRIS = (ReplicaState.BAD.value, ReplicaState.COPYING.value)
+
 
 class ReplicaOps(StoreBase):
     # -- copies ------------------------------------------------------------------------------
@@ -22,8 +24,8 @@ class ReplicaOps(StoreBase):
     def begin_copy(
         self, rule_id: int, file_id: int, source_replica_id: int, endpoint: str, url: str
     ) -> tuple[int, int]:
-        """(dest replica id, transfer id): the destination recorded COPYING and the
-        transfer QUEUED, or the unfinished ones a cut-short run left."""
+        """(dest replica id, transfer id): the destination recorded COPYING, locked by
+        the rule, and the transfer QUEUED; or the unfinished ones a cut-short run left."""
         now = utcnow()
         with self._write() as conn:
             dest = conn.execute(
@@ -85,6 +87,7 @@ class ReplicaOps(StoreBase):
                     select(replica_transfers)
                     .where(replica_transfers.c.dest_replica_id == dest.id)
                     .order_by(replica_transfers.c.id.desc())
+                    .limit(1)
                 ).one()
             elif move.state not in UNFINISHED:
                 conn.execute(
@@ -94,6 +97,15 @@ class ReplicaOps(StoreBase):
                         state="QUEUED",
                         source_replica_id=source_replica_id,
                         updated_at=now,
+                    )
+                )
+            # The rule counts the copy it asked for from the start: locked, it is never
+            # released or tombstoned while it fills.
+            lock = (replica_locks.c.rule_id == rule_id) & (replica_locks.c.replica_id == dest.id)
+            if conn.execute(select(replica_locks.c.rule_id).where(lock)).first() is None:
+                conn.execute(
+                    insert(replica_locks).values(
+                        rule_id=rule_id, replica_id=dest.id, created_at=now
                     )
                 )
             return dest.id, move.id
@@ -199,7 +211,7 @@ class ReplicaOps(StoreBase):
             ).first()
             if filling:
                 return False
-            if target.state not in (ReplicaState.BAD.value, ReplicaState.COPYING.value):
+            if target.state not in _DEBRIS:
                 w = siblings.get(witness) if witness is not None and witness != replica_id else None
                 if (
                     w is None
@@ -219,11 +231,14 @@ class ReplicaOps(StoreBase):
             ).first()
             if locked or source:
                 return False
-            conn.execute(
-                update(replicas)
-                .where(replicas.c.id == replica_id)
-                .values(state=ReplicaState.BEING_DELETED.value, updated_at=utcnow())
-            )
+            # Debris (BAD, or COPYING with no transfer) keeps its state: a deletion cut
+            # short is simply planned again, never restored as if it held the file.
+            if target.state not in _DEBRIS:
+                conn.execute(
+                    update(replicas)
+                    .where(replicas.c.id == replica_id)
+                    .values(state=ReplicaState.BEING_DELETED.value, updated_at=utcnow())
+                )
             return True
 
     def finish_replica_delete(self, replica_id: int) -> None:
@@ -237,7 +252,7 @@ class ReplicaOps(StoreBase):
             conn.execute(
                 delete(replicas).where(
                     replicas.c.id == replica_id,
-                    replicas.c.state == ReplicaState.BEING_DELETED.value,
+                    replicas.c.state.in_((ReplicaState.BEING_DELETED.value, *_DEBRIS)),
                 )
             )
 

@@ -36,6 +36,23 @@ class LocalStorage(Storage):
             raise StagingError(f"{url}: no such file")
         return path
 
+    def checksums(self, url: str) -> StagedFile:
+        path = url_to_path(url).resolve()
+        if not is_within(
+            path, (self.cfg.workdir, *self.cfg.allowed_roots, *self.cfg.writable_roots)
+        ):
+            raise StagingRefused(f"{url}: outside the directories site {self.name!r} may read")
+        if not path.is_file():
+            raise FileNotFoundError(f"{url}: no such file")
+        size, adler32, sha256 = file_checksums(path)
+        return StagedFile(path.as_uri(), size, adler32, sha256)
+
+    def delete(self, url: str) -> None:
+        path = self._writable(url)
+        path.unlink(missing_ok=True)
+        if path.parent.is_dir():
+            fsync_dir(path.parent)
+
     def _writable(self, url: str) -> Path:
         path = url_to_path(url)
         resolved = path.parent.resolve() / path.name
