@@ -30,9 +30,10 @@ demo: install  ## the demo campaign end to end on the embedded Airflow
 	$(BIN)/stratoflow demo
 
 # Two workers, a whole test module each (--dist loadfile): each worker has its own Airflow
-# home and ports, and a module's Airflow fixtures stay on one worker.
+# home and ports, and a module's Airflow fixtures stay on one worker. Modules are handed out
+# longest first (tests/conftest.py), not by xdist's count of tests.
 test: lint  ## the linters, then the whole test suite
-	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder
 
 up: install  ## start the embedded Airflow in the background
 	$(BIN)/stratoflow up

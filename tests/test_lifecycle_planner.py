@@ -303,11 +303,11 @@ def good_files(state, transport: MemoryTransport) -> set[int]:
     }
 
 
-# The suite checks a fixed set of 150 examples per property (the same in every run, so CI
+# The suite checks a fixed set of 60 examples per property (the same in every run, so CI
 # is repeatable); PLANNER_EXAMPLES=2000 explores new random ones.
 EXPLORE = os.environ.get("PLANNER_EXAMPLES")
 SETTINGS = settings(
-    max_examples=int(EXPLORE or 150),
+    max_examples=int(EXPLORE or 60),
     derandomize=EXPLORE is None,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],

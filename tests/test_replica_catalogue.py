@@ -298,3 +298,35 @@ def test_an_invalid_policy_file_is_reported_by_path(home, tmp_path):
         "bad.yaml: policies.keep.storage: storage expression 'type=SSD' matches no" in done.stderr
     )
     assert "Traceback" not in done.stderr
+
+
+def test_rule_list_show_lock_unlock(home):
+    from stratoflow.store import Store
+
+    (home / "results" / "x" / "h.json").write_text("{}")
+    done = cli(home, "dataset", "register", "exp/r1", str(home / "results" / "x" / "h.json"))
+    assert done.returncode == 0, done.stderr
+    with Store.open(f"sqlite:///{home / 'store.db'}") as store:
+        rule = store.ensure_rule(
+            "keep",
+            store.dataset("exp/r1").id,
+            copies=2,
+            expression="type=DISK",
+            lifetime_s=None,
+            expires_at=None,
+        )
+    [listed] = json.loads(cli(home, "rule", "list", "--json").stdout)
+    assert (listed["id"], listed["dataset"], listed["state"], listed["locked"]) == (
+        rule.id,
+        "exp/r1",
+        "OK",
+        False,
+    )
+    locked = cli(home, "rule", "lock", str(rule.id))
+    assert locked.returncode == 0 and "neither expires" in locked.stdout
+    shown = json.loads(cli(home, "rule", "show", str(rule.id)).stdout)
+    assert shown["locked"] is True
+    assert [(r["file"], r["endpoint"]) for r in shown["replicas"]] == [("h.json", "local-results")]
+    assert cli(home, "rule", "unlock", str(rule.id)).returncode == 0
+    unknown = cli(home, "rule", "show", "999")
+    assert unknown.returncode == 2 and "no rule with id 999" in unknown.stderr
