@@ -30,10 +30,9 @@ demo: install  ## the demo campaign end to end on the embedded Airflow
 	$(BIN)/stratoflow demo
 
 # Two workers, a whole test module each (--dist loadfile): each worker has its own Airflow
-# home and ports, and a module's Airflow fixtures stay on one worker. Modules are handed out
-# longest first (tests/conftest.py), not by xdist's count of tests.
+# home and ports, and a module's Airflow fixtures stay on one worker.
 test: lint  ## the linters, then the whole test suite
-	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile --no-loadscope-reorder
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 up: install  ## start the embedded Airflow in the background
 	$(BIN)/stratoflow up

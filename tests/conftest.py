@@ -308,36 +308,3 @@ def run_delete(airflow_env: dict[str, str]):
         return store.get_deployment(deployment_id), proc.stdout + proc.stderr
 
     return run
-
-
-# The longest modules first (measured by `pytest --junitxml` on 2 cores, December 2026).
-# With `--dist loadfile --no-loadscope-reorder` (make test), xdist hands modules to the two
-# workers in collection order; a long module handed out last would leave the other worker
-# idle at the end (xdist's own reordering puts the modules with the most tests first,
-# whatever they cost, so the few-but-long e2e modules came last).
-LONGEST_FIRST = (
-    "test_dag_runs.py",
-    "test_embedded_supervision.py",
-    "test_long_lived_e2e.py",
-    "test_queue_e2e.py",
-    "test_dag_runs_openstack.py",
-    "test_embedded_e2e.py",
-    "test_dag_runs_ec2.py",
-    "test_dag_runs_onedata.py",
-    "test_api.py",
-    "test_policy_dag_runs.py",
-    "test_openstack_site.py",
-    "test_ec2_site.py",
-    "test_dag_runs_s3.py",
-    "test_dag_runs_kubernetes.py",
-    "test_kubernetes_site.py",
-    "test_dag_runs_fts3.py",
-    "test_compute_contract.py",
-    "test_replica_catalogue.py",
-    "test_lifecycle_planner.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a module

@@ -29,8 +29,10 @@ def policies(body: dict) -> dict:
     return parse_policies({"policies": body}, "test.yaml", ENDPOINTS)
 
 
-def test_the_shipped_examples_load_against_the_shipped_endpoints():
+def test_the_shipped_examples_load_against_the_shipped_endpoints(monkeypatch):
     from stratoflow.sites.endpoints import load_endpoints
+
+    monkeypatch.delenv("STRATOFLOW_SITES", raising=False)
 
     shipped = {n: Endpoint(n, e.attributes) for n, e in load_endpoints().items()}
     found = load_policies(include_dir() / "policies" / "lifecycle", shipped)

@@ -119,8 +119,10 @@ def test_bad_endpoints_are_named_by_their_path(entry, path, words):
     assert any(i.path == path and words in i.message for i in err.value.issues), err.value
 
 
-def test_the_shipped_catalogue_declares_disk_and_tape_endpoints():
+def test_the_shipped_catalogue_declares_disk_and_tape_endpoints(monkeypatch):
     from stratoflow.sites.endpoints import load_endpoints
+
+    monkeypatch.delenv("STRATOFLOW_SITES", raising=False)
 
     found = load_endpoints()
     assert {e.type for e in found.values()} == {"DISK", "TAPE"}
@@ -184,12 +186,14 @@ def home(tmp_path: Path) -> Path:
 
 def cli(home: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess:
     env = {
-        **extra_env,
         **os.environ,
         "AIRFLOW_HOME": str(home.parent / "airflow"),
         "STRATOFLOW_HOME": str(home),
     }
-    env.pop("STRATOFLOW_STORE_URL", None)
+    # The shipped site catalogue and policies (a session fixture may point elsewhere).
+    for name in ("STRATOFLOW_STORE_URL", "STRATOFLOW_SITES", "STRATOFLOW_POLICIES"):
+        env.pop(name, None)
+    env.update(extra_env)
     env["STRATOFLOW_EMBEDDED_DB"] = "sqlite"
     return subprocess.run(
         [sys.executable, "-m", "stratoflow.cli", *args],
