@@ -32,11 +32,13 @@ def register_files(
     meta: Mapping[str, Any] | None = None,
     verified: bool = True,
     endpoint: str | None = None,
+    endpoints: dict[str, StorageEndpoint] | None = None,
 ) -> list[Registration]:
     """Register ``new_files`` as dataset ``dataset``, one registration per endpoint their
-    URLs fall in (or at ``endpoint``). Every fault is reported before anything is written."""
+    URLs fall in (or at ``endpoint``). Every fault is reported before anything is written.
+    ``endpoints``: the caller's ``synced_endpoints`` (read and recorded here otherwise)."""
     check_dataset_name(dataset, "dataset")
-    endpoints = synced_endpoints(store)
+    endpoints = synced_endpoints(store) if endpoints is None else endpoints
     issues: list[Issue] = []
     if endpoint is not None and endpoint not in endpoints:
         known = ", ".join(sorted(endpoints)) or "none: add endpoints to the site catalogue"
@@ -88,6 +90,6 @@ def register_staged(
         NewFile(url_basename(s["url"]), s["url"], s["size"], s.get("adler32"), s.get("sha256"))
         for s in staged
     ]
-    register_files(store, dataset, files, source=source, meta=meta)
+    register_files(store, dataset, files, source=source, meta=meta, endpoints=endpoints)
     selecting = load_policy_set().policies.values()
     return sorted(p.name for p in selecting if p.datasets.matches(dataset, meta))

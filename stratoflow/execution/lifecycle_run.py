@@ -17,7 +17,7 @@ from typing import Any
 from stratoflow.execution.datasets import synced_endpoints
 from stratoflow.execution.lifecycle_transport import SiteTransport
 from stratoflow.execution.policies import PolicySet, load_policy_set
-from stratoflow.lifecycle.evaluate import selected
+from stratoflow.lifecycle.evaluate import plan_datasets, selected
 from stratoflow.lifecycle.execute import Executor
 from stratoflow.lifecycle.model import ReplicaState
 from stratoflow.lifecycle.planner import Action, phases, plan_dataset
@@ -39,20 +39,17 @@ def plan(
 ) -> list[dict[str, Any]]:
     """Each dataset's plan, JSON-ready: ``[{"dataset_id", "dataset", "actions"}]``."""
     policies = load_policy_set()
-    policy = policies.get(policy_name)
     at = now or datetime.now(UTC)
-    plans = []
-    for dataset_id in dataset_ids:
-        state = store.dataset_state(policy.name, dataset_id)
-        actions = plan_dataset(policy, policies.selectable, state, at)
-        plans.append(
-            {
-                "dataset_id": dataset_id,
-                "dataset": state.dataset.name,
-                "actions": [a.to_dict() for a in actions],
-            }
+    return [
+        {
+            "dataset_id": p.state.dataset.id,
+            "dataset": p.name,
+            "actions": [a.to_dict() for a in p.actions],
+        }
+        for p in plan_datasets(
+            store, policies.get(policy_name), policies.selectable, dataset_ids, at
         )
-    return plans
+    ]
 
 
 def _executor(store: Any, policies: PolicySet, policy_name: str) -> Executor:
@@ -61,16 +58,14 @@ def _executor(store: Any, policies: PolicySet, policy_name: str) -> Executor:
 
 
 def _run_phase(
-    store: Any, policy_name: str, plans: list[dict[str, Any]], which: int
+    store: Any, executor: Executor, plans: list[dict[str, Any]], which: int
 ) -> list[dict[str, Any]]:
-    policies = load_policy_set()
-    executor = _executor(store, policies, policy_name)
     done: list[dict[str, Any]] = []
     for p in plans:
         actions = phases([Action.from_dict(a) for a in p["actions"]])[which]
         if not actions:
             continue
-        state = store.dataset_state(policy_name, p["dataset_id"])
+        state = store.dataset_state(executor.policy.name, p["dataset_id"])
         for outcome in executor.run(state, actions):
             log.info(
                 "%s %s: %s",
@@ -84,17 +79,17 @@ def _run_phase(
 
 def execute(store: Any, policy_name: str, plans: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The plan's copies, locks, tombstones and deletions, in order."""
-    return _run_phase(store, policy_name, plans, 0)
+    return _run_phase(store, _executor(store, load_policy_set(), policy_name), plans, 0)
 
 
 def verify(store: Any, policy_name: str, plans: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The plan's periodic verifications; a dataset where one found a BAD replica is
     planned again at once and its copies made (deletions wait for the next run)."""
-    done = _run_phase(store, policy_name, plans, 1)
-    broken = {d["dataset_id"] for d in done if d["kind"] == "verify" and not d["ok"]}
     policies = load_policy_set()
     policy = policies.get(policy_name)
     executor = _executor(store, policies, policy_name)
+    done = _run_phase(store, executor, plans, 1)
+    broken = {d["dataset_id"] for d in done if d["kind"] == "verify" and not d["ok"]}
     for p in plans:
         # Replan: a dataset with a BAD replica gets its copies now; every dataset's rule
         # then says what the run achieved (REPLICATING -> OK once its copies exist).

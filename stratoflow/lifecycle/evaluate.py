@@ -51,6 +51,21 @@ def selected(
     return [r for r in rows if policy.datasets.matches(r["name"], r["meta"] or {})]
 
 
+def plan_datasets(
+    catalogue: CatalogueReader,
+    policy: Policy,
+    endpoints: Mapping[str, Endpoint],
+    dataset_ids: Sequence[int],
+    now: datetime,
+) -> list[DatasetPlan]:
+    """The plans of the given datasets (the policy DAG's plan task: ids from evaluate)."""
+    plans = []
+    for dataset_id in dataset_ids:
+        state = catalogue.dataset_state(policy.name, dataset_id)
+        plans.append(DatasetPlan(state, plan_dataset(policy, endpoints, state, now)))
+    return plans
+
+
 def plan_policy(
     catalogue: CatalogueReader,
     policy: Policy,
@@ -58,8 +73,5 @@ def plan_policy(
     now: datetime,
 ) -> list[DatasetPlan]:
     """Every selected dataset's plan, by dataset name."""
-    plans = []
-    for row in selected(catalogue, policy):
-        state = catalogue.dataset_state(policy.name, row["id"])
-        plans.append(DatasetPlan(state, plan_dataset(policy, endpoints, state, now)))
-    return plans
+    ids = [row["id"] for row in selected(catalogue, policy)]
+    return plan_datasets(catalogue, policy, endpoints, ids, now)

@@ -9,7 +9,7 @@ locks gets a tombstone, the time from which it may be deleted.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -98,7 +98,6 @@ class Registration:
     files_added: int = 0
     replicas_added: int = 0
     created: bool = False
-    conflicts: list[str] = field(default_factory=list)
 
 
 # A dataset's name is a path under each endpoint's base URL: no '..', no empty segment.

@@ -36,12 +36,6 @@ class StorageEndpoint:
     def type(self) -> str:
         return str(self.attributes["type"])
 
-    def url_of(self, dataset: str, file: str) -> str:
-        return f"{self.url}/{dataset}/{file}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "site": self.site, "url": self.url, **self.attributes}
-
 
 def parse_endpoints(
     doc: Any, sites: dict[str, SiteConfig], path: str = "endpoints"

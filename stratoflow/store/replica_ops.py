@@ -3,7 +3,6 @@ results, and deletions that re-check, in their own transaction, what the plan as
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, insert, select, update
@@ -11,7 +10,6 @@ from sqlalchemy import delete, insert, select, update
 from stratoflow.lifecycle.model import ReplicaState
 from stratoflow.lifecycle.planner import UNFINISHED
 from stratoflow.store.base import StoreBase
-from stratoflow.store.catalogue import chunks
 from stratoflow.store.models import StoreError
 from stratoflow.store.schema import replica_locks, replica_transfers, replicas, utcnow
 
@@ -109,14 +107,6 @@ class ReplicaOps(StoreBase):
                     )
                 )
             return dest.id, move.id
-
-    def transfer_submitted(self, transfer_id: int, external_id: str | None) -> None:
-        with self._write() as conn:
-            conn.execute(
-                update(replica_transfers)
-                .where(replica_transfers.c.id == transfer_id)
-                .values(state="SUBMITTED", external_id=external_id, updated_at=utcnow())
-            )
 
     def finish_transfer(self, transfer_id: int, *, ok: bool, reason: str | None = None) -> None:
         """A transfer ended: its destination is AVAILABLE and verified (the copy checked
@@ -268,14 +258,3 @@ class ReplicaOps(StoreBase):
                     updated_at=utcnow(),
                 )
             )
-
-    def replica_ids_of(self, file_ids: Sequence[int]) -> list[int]:
-        out: list[int] = []
-        with self._read() as conn:
-            for part in chunks(list(file_ids)):
-                out += (
-                    conn.execute(select(replicas.c.id).where(replicas.c.file_id.in_(part)))
-                    .scalars()
-                    .all()
-                )
-        return out
