@@ -118,8 +118,8 @@ def ec2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
                 "image_id": "ami-12345678",
                 "instance_types": [{"name": "t3.small", "cpus": 2, "mem": 2 << 30}],
                 "poll_interval_s": 0.01,
-                "boot_timeout_s": 5,
-                "terminate_timeout_s": 5,
+                "boot_timeout_s": 60,
+                "terminate_timeout_s": 30,
                 "retry_backoff_s": 0.001,
             },
         )

@@ -71,8 +71,8 @@ def make_site(proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch):
             "image_id": "ami-12345678",
             "instance_types": TYPES,
             "poll_interval_s": 0.01,
-            "boot_timeout_s": 5,
-            "terminate_timeout_s": 5,
+            "boot_timeout_s": 60,
+            "terminate_timeout_s": 30,
             "retry_backoff_s": 0.001,
             **config,
         }
