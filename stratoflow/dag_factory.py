@@ -12,6 +12,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, XComArg
 
+from stratoflow.config import first_retry_delay_s
 from stratoflow.deletion import DELETE_DAG_ID
 from stratoflow.operators.broker import BrokerOperator
 from stratoflow.operators.delete import DeleteOperator
@@ -75,7 +76,7 @@ def build_dag(plan: m.Plan) -> DAG:
     policy = plan["policy"]
     default_args = {
         "retries": policy["retries"],
-        "retry_delay": timedelta(seconds=policy["retry_delay_s"]),
+        "retry_delay": timedelta(seconds=first_retry_delay_s(policy["retry_delay_s"])),
         "retry_exponential_backoff": policy["retry_backoff"],
         "max_retry_delay": timedelta(seconds=policy["max_retry_delay_s"]),
         "execution_timeout": timedelta(seconds=policy["timeout_s"]),

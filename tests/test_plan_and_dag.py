@@ -67,6 +67,22 @@ def test_build_dag_wires_setup_teardown_mapping_and_the_report(plan):
     assert set(dag.params) == set(plan["inputs"])
 
 
+def test_the_first_retry_delay_is_the_operators_to_set(plan, monkeypatch):
+    from datetime import timedelta
+
+    from stratoflow.dag_factory import build_dag
+    from stratoflow.errors import ConfigError
+
+    monkeypatch.delenv("STRATOFLOW_RETRY_DELAY_S", raising=False)
+    assert build_dag(plan).get_task("provision").retry_delay == timedelta(seconds=5)
+    monkeypatch.setenv("STRATOFLOW_RETRY_DELAY_S", "1.5")
+    assert build_dag(plan).get_task("provision").retry_delay == timedelta(seconds=1.5)
+    for bad in ("0", "soon", "1e9"):
+        monkeypatch.setenv("STRATOFLOW_RETRY_DELAY_S", bad)
+        with pytest.raises(ConfigError, match="STRATOFLOW_RETRY_DELAY_S=.*0.1 to 3600"):
+            build_dag(plan)
+
+
 class _Failing:
     """Builds a real StratoflowOperator whose step raises ``exc``."""
 
