@@ -20,7 +20,7 @@ class CatalogueReader(Protocol):
     """The reads a plan needs (``stratoflow.store.Store`` implements them)."""
 
     def datasets(self, pattern: str | None = None, limit: int = 1000) -> list[dict[str, Any]]: ...
-    def dataset_state(self, policy: str, dataset_id: int) -> DatasetState: ...
+    def dataset_states(self, policy: str, dataset_ids: Sequence[int]) -> list[DatasetState]: ...
 
 
 @dataclass(frozen=True)
@@ -59,11 +59,10 @@ def plan_datasets(
     now: datetime,
 ) -> list[DatasetPlan]:
     """The plans of the given datasets (the policy DAG's plan task: ids from evaluate)."""
-    plans = []
-    for dataset_id in dataset_ids:
-        state = catalogue.dataset_state(policy.name, dataset_id)
-        plans.append(DatasetPlan(state, plan_dataset(policy, endpoints, state, now)))
-    return plans
+    return [
+        DatasetPlan(state, plan_dataset(policy, endpoints, state, now))
+        for state in catalogue.dataset_states(policy.name, dataset_ids)
+    ]
 
 
 def plan_policy(

@@ -32,7 +32,7 @@ class RuleState(StrEnum):
     SUSPENDED = "SUSPENDED"  # stuck too long: an operator must look
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Dataset:
     id: int
     name: str
@@ -41,7 +41,7 @@ class Dataset:
     created_at: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileRecord:
     id: int
     dataset_id: int
@@ -51,7 +51,7 @@ class FileRecord:
     sha256: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Replica:
     id: int
     file_id: int
@@ -63,7 +63,7 @@ class Replica:
     reason: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rule:
     id: int
     policy: str

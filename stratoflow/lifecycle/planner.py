@@ -28,7 +28,7 @@ UNFINISHED = ("QUEUED", "SUBMITTED")
 _TIMES = ("expires_at", "tombstone", "stuck_at")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Transfer:
     id: int
     rule_id: int
@@ -54,7 +54,7 @@ class DatasetState:
     transfers: Sequence[Transfer] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Action:
     """One step of a plan. ``kind``: create_rule, rule_state, lock, unlock, copy, verify,
     tombstone, untombstone, restore, delete."""
@@ -115,6 +115,19 @@ class DatasetPlanner:
         self.sources = {t.source_replica_id for t in self.active}
         self.mine = {rid for rid, rules in state.locks.items() if self.rule_id in rules}
         self.wanted: set[int] = set()  # replica ids this rule should lock after the run
+        self.file_names = {f.id: f.name for f in state.files}
+        self.failed: dict[int, list[Transfer]] = defaultdict(list)
+        for t in state.transfers:
+            if t.state == "FAILED":
+                self.failed[t.file_id].append(t)
+        # Selections depend only on the policy and the endpoints: once per dataset, not per file.
+        self.disk = policy.storage.select(endpoints)
+        self.rank = {name: preference(endpoints, name) for name in endpoints}
+        self.tape = policy.archive_storage.select(endpoints) if policy.archive_storage else set()
+
+    def ranked(self, endpoint: str) -> tuple[float, str]:
+        """Cheapest first, then by name (an endpoint gone from the catalogue costs 0)."""
+        return self.rank.get(endpoint) or (0.0, endpoint)
 
     def add(self, kind: str, reason: str, **kw: Any) -> None:
         self.actions.append(Action(kind, self.state.dataset.name, reason, **kw))
@@ -171,14 +184,12 @@ class DatasetPlanner:
 
     def targets(self, f: FileRecord) -> list[tuple[str, set[str], int]]:
         """(label, endpoints, copies wanted) the rule asks of ``f``."""
-        p = self.policy
-        disk = p.storage.select(self.endpoints)
+        p, disk, tape = self.policy, self.disk, self.tape
         if p.archive_after_s is None or p.archive_storage is None:
             return [("storage", disk, p.copies)]
         age = (self.now - self.state.dataset.created_at).total_seconds()
         if age < p.archive_after_s:
             return [("storage", disk, p.copies)]
-        tape = p.archive_storage.select(self.endpoints)
         archived = any(
             r.endpoint in tape and r.state == ReplicaState.AVAILABLE and r.verified_at
             for r in self.by_file[f.id]
@@ -194,10 +205,10 @@ class DatasetPlanner:
             key=lambda r: (
                 r.verified_at is None,
                 r.id in self.sources,
-                *preference(self.endpoints, r.endpoint),
+                *self.ranked(r.endpoint),
             ),
         )
-        failed = [t for t in self.state.transfers if t.file_id == f.id and t.state == "FAILED"]
+        failed = self.failed[f.id]
         if sum(t.attempts for t in failed) >= self.policy.stuck_after_attempts:
             failures[f.name] = failed[-1].reason or "transfer failed"
         for label, endpoints, want in self.targets(f):
@@ -215,7 +226,7 @@ class DatasetPlanner:
                     r.id not in self.mine,
                     r.state != ReplicaState.AVAILABLE,
                     r.verified_at is None,
-                    *preference(self.endpoints, r.endpoint),
+                    *self.ranked(r.endpoint),
                 )
             )
             self.wanted.update(r.id for r in held[:want])
@@ -230,7 +241,7 @@ class DatasetPlanner:
                     or at[e].state in (ReplicaState.BAD, ReplicaState.COPYING)
                     and at[e].id not in self.filling
                 ),
-                key=lambda e: preference(self.endpoints, e),
+                key=self.ranked,
             )
             if not sources:
                 self.add("rule_note", f"{f.name}: no AVAILABLE replica to copy from", file=f.name)
@@ -307,7 +318,7 @@ class DatasetPlanner:
                 self.add("unlock", why, file=self._name(r), endpoint=r.endpoint, replica_id=r.id)
 
     def _name(self, r: Replica) -> str:
-        return next(f.name for f in self.state.files if f.id == r.file_id)
+        return self.file_names[r.file_id]
 
     # -- verification ------------------------------------------------------------------------
 
@@ -329,8 +340,12 @@ class DatasetPlanner:
     # -- release and deletion ----------------------------------------------------------------
 
     def locked_after(self, r: Replica) -> bool:
-        others = self.state.locks.get(r.id, frozenset()) - {self.rule_id}
-        return bool(others) or r.id in self.wanted
+        if r.id in self.wanted:
+            return True
+        holders = self.state.locks.get(r.id, frozenset())
+        if not holders:
+            return False
+        return len(holders) > 1 or self.rule_id not in holders
 
     def plan_release_and_deletion(self) -> None:
         refilled = {a.replica_id for a in self.actions if a.kind == "copy" and a.replica_id}
@@ -342,8 +357,11 @@ def phases(actions: Sequence[Action]) -> tuple[list[Action], list[Action]]:
     """(execute, verify): a policy run's execute task does the first list in order (a
     deletion's witness is verified there, before it); its verify task then does the
     periodic verifications."""
-    periodic = [a for a in actions if a.kind == "verify" and not a.detail.get("witness")]
-    return [a for a in actions if a not in periodic], periodic
+    execute: list[Action] = []
+    periodic: list[Action] = []
+    for a in actions:
+        (periodic if a.kind == "verify" and not a.detail.get("witness") else execute).append(a)
+    return execute, periodic
 
 
 def plan_dataset(

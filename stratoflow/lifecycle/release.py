@@ -50,7 +50,7 @@ class FileRelease:
             return self.witness
         ranked = sorted(
             (r for r in self.replicas if r.id in self.available and r.id != excluding),
-            key=lambda r: (r.verified_at is None, *preference(self.p.endpoints, r.endpoint)),
+            key=lambda r: (r.verified_at is None, *self.p.ranked(r.endpoint)),
         )
         if not ranked:
             return None
@@ -74,6 +74,8 @@ class FileRelease:
         for r in order:
             at = {"file": f.name, "endpoint": r.endpoint, "replica_id": r.id}
             locked = p.locked_after(r)
+            if locked and r.tombstone is None and r.state != ReplicaState.BEING_DELETED:
+                continue  # kept, nothing to undo: most replicas, most runs
             if r.state == ReplicaState.BEING_DELETED:
                 witness = None if locked or r.id in p.sources else self.vouch(r.id)
                 if witness is None:
