@@ -57,3 +57,8 @@ class Refused(StratoflowError):
 
 class StagingRefused(StagingError, Refused):
     """A staging request the site will never serve."""
+
+
+class ChecksumsUnsupported(StagingRefused):
+    """The storage cannot read a file's checksums back (FTS3 moves files, it does not
+    read them): its replicas are verified when copied, not later."""

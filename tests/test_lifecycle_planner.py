@@ -73,6 +73,9 @@ class MemoryTransport:
     def delete(self, url: str) -> None:
         self.blobs.pop(url, None)
 
+    def moves_in_bulk(self, dest_url: str) -> bool:
+        return False
+
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory):

@@ -108,15 +108,19 @@ def lifecycle_env(airflow_env, tmp_path_factory):
         catalogue.catalogue.cache_clear()
 
 
-def run_policy(name: str) -> str:
+def run_policy(name: str, timeout: float = 300) -> str:
     airflow = str(Path(sys.executable).with_name("airflow"))
-    proc = subprocess.run(
-        [airflow, "dags", "test", f"stratoflow_policy_{name}"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=os.environ,
-    )
+    try:
+        proc = subprocess.run(
+            [airflow, "dags", "test", f"stratoflow_policy_{name}"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=os.environ,
+        )
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else ""
+        pytest.fail(f"policy {name}: no end in {timeout} s:\n{out[-6000:]}")
     log = proc.stdout + proc.stderr
     assert "state=success" in log or "DagRunState.SUCCESS" in log, log[-4000:]
     return log

@@ -116,7 +116,10 @@ def report(
     """The run's summary, and a PNG of the selected datasets' AVAILABLE copies per endpoint."""
     planned = Counter(a["kind"] for p in plans for a in p["actions"])
     done = Counter(o["kind"] for o in outcomes if o["ok"])
-    failed = [o for o in outcomes if not o["ok"] and o["kind"] != "rule_note"]
+    # A copy still queued (a repair into a bulk endpoint) is resumed by the next run.
+    failed = [
+        o for o in outcomes if not o["ok"] and o["kind"] != "rule_note" and not o.get("queued")
+    ]
     per_endpoint: Counter[str] = Counter()
     for p in plans:
         for r in store.dataset_state(policy_name, p["dataset_id"]).replicas:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from stratoflow.errors import StratoflowError
+from stratoflow.errors import ChecksumsUnsupported, StratoflowError
 from stratoflow.lifecycle.model import FileRecord
-from stratoflow.sites.base import Storage
+from stratoflow.sites.base import BulkTransfer, Storage
 from stratoflow.sites.endpoints import StorageEndpoint, endpoint_for_url
 
 
@@ -20,6 +20,18 @@ class SiteTransport:
 
         endpoint = endpoint_for_url(url, self.endpoints)
         return storage_for_url(url, endpoint.site if endpoint else None)
+
+    def site_of(self, url: str) -> str | None:
+        """The site whose endpoint holds ``url`` (None: no endpoint does)."""
+        endpoint = endpoint_for_url(url, self.endpoints)
+        return endpoint.site if endpoint else None
+
+    def bulk_for(self, dest_url: str) -> BulkTransfer | None:
+        """The service that moves files into ``dest_url`` in bulk (FTS3), if any."""
+        return self._storage(dest_url).bulk_transfer()
+
+    def moves_in_bulk(self, dest_url: str) -> bool:
+        return self.bulk_for(dest_url) is not None
 
     def copy(self, source_url: str, dest_url: str, file: FileRecord) -> None:
         # As staging does: a remote destination's backend reads the source itself;
@@ -40,6 +52,8 @@ class SiteTransport:
             found = self._storage(url).checksums(url)
         except FileNotFoundError:
             raise
+        except ChecksumsUnsupported as e:
+            raise NotImplementedError(str(e)) from e
         except StratoflowError as e:  # refused or unreachable: not proof the file is gone
             raise OSError(str(e)) from e
         return found.size, found.adler32, found.sha256

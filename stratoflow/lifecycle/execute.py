@@ -25,10 +25,15 @@ class Transport(Protocol):
         """A verified copy (checksums and size checked), or an exception saying why not."""
 
     def checksums(self, url: str) -> tuple[int, str | None, str | None]:
-        """(size, adler32, sha256) of what is at ``url``; OSError when it is not there."""
+        """(size, adler32, sha256) of what is at ``url``; OSError when it is not there;
+        NotImplementedError when its storage cannot read checksums back at all."""
 
     def delete(self, url: str) -> None:
         """Remove what is at ``url``; gone already is not an error."""
+
+    def moves_in_bulk(self, dest_url: str) -> bool:
+        """True when a service moves files into ``dest_url`` itself, many per job (FTS3):
+        the run records such copies and submits them together (``Outcome.queued``)."""
 
 
 class Catalogue(Protocol):
@@ -70,9 +75,14 @@ class Outcome:
     action: Action
     ok: bool
     note: str = ""
+    # A copy left to a bulk service: what its submission needs (transfer id, URLs, file).
+    queued: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.action.to_dict(), "ok": self.ok, "note": self.note}
+        out = {**self.action.to_dict(), "ok": self.ok, "note": self.note}
+        if self.queued is not None:
+            out["queued"] = self.queued
+        return out
 
 
 def verify_replica(
@@ -81,6 +91,8 @@ def verify_replica(
     """Read the replica's checksums; a mismatch or a missing file marks it BAD."""
     try:
         size, adler32, sha256 = transport.checksums(replica.url)
+    except NotImplementedError as e:  # says nothing about the data: its state stays
+        return False, f"not verifiable where it is: {e}"
     except FileNotFoundError as e:
         catalogue.mark_bad(replica.id, f"missing: {e}")
         return False, f"BAD: missing: {e}"
@@ -226,6 +238,18 @@ class Executor:
         if source is None:
             self.catalogue.finish_transfer(transfer, ok=False, reason="its source replica is gone")
             return Outcome(a, False, "source gone")
+        if self.transport.moves_in_bulk(dest):
+            queued = {
+                "transfer_id": transfer,
+                "source_replica_id": source.id,
+                "source": source.url,
+                "destination": dest,
+                "file_id": f.id,
+                "size": f.size,
+                "adler32": f.adler32,
+                "sha256": f.sha256,
+            }
+            return Outcome(a, False, "queued for a bulk transfer", queued=queued)
         self._step()
         try:
             self.transport.copy(source.url, dest, f)

@@ -320,9 +320,9 @@ class Storage(ABC):
         """What is at ``url`` now, read back from the storage: its size and checksums (the
         lifecycle policies verify replicas with it). FileNotFoundError when nothing is
         there. Backends that cannot read a file back refuse."""
-        from stratoflow.errors import StagingRefused
+        from stratoflow.errors import ChecksumsUnsupported
 
-        raise StagingRefused(f"{url}: {type(self).__name__} cannot read a file's checksums")
+        raise ChecksumsUnsupported(f"{url}: {type(self).__name__} cannot read a file's checksums")
 
     def delete(self, url: str) -> None:
         """Remove the file at ``url`` (a lifecycle policy's deletion); gone already is not
@@ -368,6 +368,11 @@ class BulkTransfer(ABC):
     def outcome(self, files: Sequence[dict], event: dict[str, Any]) -> list[StagedFile]:
         """Each file's verified copy, from the trigger's final event; raises
         ``StagingError`` naming the files that failed."""
+
+    @abstractmethod
+    def file_outcomes(self, files: Sequence[dict], event: dict[str, Any]) -> dict[str, str | None]:
+        """Each destination's outcome from the wait's final event: None for a verified
+        copy, else why it failed (a lifecycle run records each file on its own)."""
 
     @abstractmethod
     def cancel(self, job_ids: Sequence[str]) -> dict[str, str]:

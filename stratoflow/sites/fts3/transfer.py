@@ -388,6 +388,15 @@ class FTS3Transfer(Storage, BulkTransfer):
             for f in files
         ]
 
+    def file_outcomes(self, files: Sequence[dict], event: dict[str, Any]) -> dict[str, str | None]:
+        status = event.get("status")
+        if status not in ("success", "failed"):  # the wait itself ended: timeout or error
+            why = f"FTS3 wait ended: {event.get('reason') or status}"
+            return {f["destination"]: why for f in files}
+        # A file no failure names finished: its job FINISHED, or is FINISHEDDIRTY for others.
+        failed = {f[1]: f[2] for fs in (event.get("failures") or {}).values() for f in fs}
+        return {f["destination"]: failed.get(f["destination"]) for f in files}
+
     def copy(
         self,
         source_url: str,
