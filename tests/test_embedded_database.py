@@ -92,3 +92,41 @@ def test_an_earlier_store_is_never_merged_into_a_used_one(home):
     assert old.exists()  # untouched
     with Store.open() as store:
         assert len(store.list_deployments()) == 1
+
+
+def test_airflow_db_migrate_runs_only_when_the_database_may_be_behind(tmp_path: Path):
+    import sqlite3
+    import sys
+
+    from stratoflow.embedded import airflow_db
+
+    db = tmp_path / "airflow.db"
+    url = f"sqlite:///{db}"
+    log = tmp_path / "ran"
+    # Stands in for `airflow db migrate`: records that it ran, sets the revision.
+    script = (
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]);"
+        " c.execute('CREATE TABLE IF NOT EXISTS alembic_version (version_num TEXT)');"
+        " c.execute('DELETE FROM alembic_version');"
+        " c.execute(\"INSERT INTO alembic_version VALUES ('rev2')\"); c.commit();"
+        " open(sys.argv[2], 'a').write('ran\\n')"
+    )
+    command = [sys.executable, "-c", script, str(db), str(log)]
+
+    def runs() -> int:
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+    assert airflow_db.migrate(tmp_path, url, command, {}) is True
+    assert airflow_db.migrate(tmp_path, url, command, {}) is False  # current: skipped
+    assert runs() == 1
+    with sqlite3.connect(db) as c:  # the database went back (restored, reset): migrate
+        c.execute("UPDATE alembic_version SET version_num = 'rev1'")
+    assert airflow_db.migrate(tmp_path, url, command, {}) is True
+    db.unlink()  # a new database
+    assert airflow_db.migrate(tmp_path, url, command, {}) is True
+    assert runs() == 3
+
+    failing = [sys.executable, "-c", "import sys; sys.exit('no server')"]
+    (tmp_path / airflow_db.MARKER).unlink()
+    with pytest.raises(RuntimeError, match="airflow db migrate failed .*no server"):
+        airflow_db.migrate(tmp_path, url, failing, {})

@@ -213,13 +213,15 @@ def start_database() -> None:
 
 
 def migrate_airflow_db() -> None:
-    proc = subprocess.run(
-        [airflow_bin(), "db", "migrate"], capture_output=True, text=True, env=venv_env()
-    )
-    if proc.returncode != 0:
-        raise EmbeddedAirflowError(
-            f"airflow db migrate failed ({proc.returncode}): {proc.stderr.strip()[-1500:]}"
+    """Bring Airflow's database to the installed Airflow's schema (skipped when current)."""
+    from stratoflow.embedded import airflow_db
+
+    try:
+        airflow_db.migrate(
+            airflow_home(), airflow_database_url(), [airflow_bin(), "db", "migrate"], venv_env()
         )
+    except RuntimeError as e:
+        raise EmbeddedAirflowError(str(e)) from e
 
 
 def _port_taken(port: int) -> bool:

@@ -200,14 +200,9 @@ class DatasetPlanner:
     def plan_file(self, f: FileRecord, failures: dict[str, str]) -> None:
         replicas = self.by_file[f.id]
         at = {r.endpoint: r for r in replicas}
-        sources = sorted(
-            (r for r in replicas if r.state == ReplicaState.AVAILABLE),
-            key=lambda r: (
-                r.verified_at is None,
-                r.id in self.sources,
-                *self.ranked(r.endpoint),
-            ),
-        )
+        sources = [r for r in replicas if r.state == ReplicaState.AVAILABLE]
+        if len(sources) > 1:
+            sources.sort(key=self._source_rank)
         failed = self.failed[f.id]
         if sum(t.attempts for t in failed) >= self.policy.stuck_after_attempts:
             failures[f.name] = failed[-1].reason or "transfer failed"
@@ -221,14 +216,8 @@ class DatasetPlanner:
                     or (r.state == ReplicaState.COPYING and r.id in self.filling)
                 )
             ]
-            held.sort(
-                key=lambda r: (
-                    r.id not in self.mine,
-                    r.state != ReplicaState.AVAILABLE,
-                    r.verified_at is None,
-                    *self.ranked(r.endpoint),
-                )
-            )
+            if len(held) > 1:
+                held.sort(key=self._keep_rank)
             self.wanted.update(r.id for r in held[:want])
             missing = want - min(want, len(held))
             if not missing:
@@ -268,6 +257,18 @@ class DatasetPlanner:
                     " can take a copy",
                     file=f.name,
                 )
+
+    def _source_rank(self, r: Replica) -> tuple[Any, ...]:
+        """Copy from a verified replica, not one already feeding a transfer, cheapest."""
+        return (r.verified_at is None, r.id in self.sources) + self.ranked(r.endpoint)
+
+    def _keep_rank(self, r: Replica) -> tuple[Any, ...]:
+        """Keep what the rule holds already, AVAILABLE and verified, cheapest."""
+        return (
+            r.id not in self.mine,
+            r.state != ReplicaState.AVAILABLE,
+            r.verified_at is None,
+        ) + self.ranked(r.endpoint)
 
     def _expr(self, label: str) -> str:
         p = self.policy
@@ -324,6 +325,7 @@ class DatasetPlanner:
 
     def plan_verification(self) -> None:
         every = self.policy.verify_every_s
+        due = None if every is None else self.now - timedelta(seconds=every)
         for r in self.state.replicas:
             if r.state == ReplicaState.UNAVAILABLE:
                 why = "its endpoint could not serve it: try again"
@@ -331,7 +333,7 @@ class DatasetPlanner:
                 continue
             elif r.verified_at is None:
                 why = "never verified"
-            elif every is not None and (self.now - r.verified_at).total_seconds() >= every:
+            elif due is not None and r.verified_at <= due:
                 why = f"last verified {ago(self.now, r.verified_at)} (verify_every {every}s)"
             else:
                 continue
@@ -350,7 +352,17 @@ class DatasetPlanner:
     def plan_release_and_deletion(self) -> None:
         refilled = {a.replica_id for a in self.actions if a.kind == "copy" and a.replica_id}
         for f in self.state.files:
-            FileRelease(self, f, refilled).plan()
+            if any(self.needs_release_check(r) for r in self.by_file[f.id]):
+                FileRelease(self, f, refilled).plan()
+
+    def needs_release_check(self, r: Replica) -> bool:
+        """False for a replica that stays locked, with no tombstone to lift and no
+        deletion to finish: most replicas, most runs."""
+        return (
+            r.state == ReplicaState.BEING_DELETED
+            or r.tombstone is not None
+            or not self.locked_after(r)
+        )
 
 
 def phases(actions: Sequence[Action]) -> tuple[list[Action], list[Action]]:

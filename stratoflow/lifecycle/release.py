@@ -73,9 +73,9 @@ class FileRelease:
         )
         for r in order:
             at = {"file": f.name, "endpoint": r.endpoint, "replica_id": r.id}
+            if not p.needs_release_check(r):
+                continue
             locked = p.locked_after(r)
-            if locked and r.tombstone is None and r.state != ReplicaState.BEING_DELETED:
-                continue  # kept, nothing to undo: most replicas, most runs
             if r.state == ReplicaState.BEING_DELETED:
                 witness = None if locked or r.id in p.sources else self.vouch(r.id)
                 if witness is None:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, String, delete, exc, insert, select, type_coerce, update
+from sqlalchemy import Connection, Row, Text, cast, delete, exc, insert, select, update
 
 from stratoflow.lifecycle.model import FileRecord, Replica, ReplicaState, Rule, RuleState
 from stratoflow.lifecycle.planner import DatasetState, Transfer
@@ -72,8 +72,10 @@ _REPLICA_COLUMNS = (
     replicas.c.endpoint,
     replicas.c.url,
     replicas.c.state,
-    type_coerce(replicas.c.verified_at, String),  # read with utc_raw
-    type_coerce(replicas.c.tombstone, String),
+    # As text on both backends (parsed once per distinct value, see _states): a datetime
+    # from the driver hashes through its tzinfo, slower than parsing.
+    cast(replicas.c.verified_at, Text),
+    cast(replicas.c.tombstone, Text),
     replicas.c.reason,
 )
 
@@ -99,6 +101,15 @@ def _states(conn: Connection, policy: str, ids: Sequence[int]) -> dict[int, Data
         by_dataset[frow[1]].append(FileRecord(*frow))
         dataset_of[frow[0]] = frow[1]
     reps: dict[int, list[Replica]] = {i: [] for i in ids}
+    # A registration or a verification run stamps many replicas with one time: each
+    # distinct stamp is parsed once.
+    stamps: dict[Any, datetime | None] = {None: None}
+
+    def stamp(value: Any) -> datetime | None:
+        if value not in stamps:
+            stamps[value] = utc_raw(value)
+        return stamps[value]
+
     for rep in conn.execute(
         select(*_REPLICA_COLUMNS)
         .join(files, files.c.id == replicas.c.file_id)
@@ -112,8 +123,8 @@ def _states(conn: Connection, policy: str, ids: Sequence[int]) -> dict[int, Data
                 rep[2],
                 rep[3],
                 _STATES[rep[4]],
-                utc_raw(rep[5]),
-                utc_raw(rep[6]),
+                stamp(rep[5]),
+                stamp(rep[6]),
                 rep[7],
             )
         )
