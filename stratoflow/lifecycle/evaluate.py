@@ -7,7 +7,7 @@ The dry run (``stratoflow policy plan``) and the policy DAG's plan task both cal
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,7 +22,7 @@ class CatalogueReader(Protocol):
     """The reads a plan needs (``stratoflow.store.Store`` implements them)."""
 
     def datasets(self, pattern: str | None = None, limit: int = 1000) -> list[dict[str, Any]]: ...
-    def dataset_states(self, policy: str, dataset_ids: Sequence[int]) -> list[DatasetState]: ...
+    def dataset_states(self, policy: str, dataset_ids: Sequence[int]) -> Iterable[DatasetState]: ...
 
 
 @dataclass(frozen=True)

@@ -72,9 +72,9 @@ class FileRelease:
             key=lambda r: (r.state == ReplicaState.AVAILABLE, r.verified_at is not None, r.id),
         )
         for r in order:
-            at = {"file": f.name, "endpoint": r.endpoint, "replica_id": r.id}
             if not p.needs_release_check(r):
                 continue
+            at = {"file": f.name, "endpoint": r.endpoint, "replica_id": r.id}
             locked = p.locked_after(r)
             if r.state == ReplicaState.BEING_DELETED:
                 witness = None if locked or r.id in p.sources else self.vouch(r.id)

@@ -6,7 +6,7 @@ and run again reaches the same catalogue (tests/test_lifecycle_planner.py checks
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Row, Text, cast, delete, exc, insert, select,
 from stratoflow.lifecycle.model import FileRecord, Replica, ReplicaState, Rule, RuleState
 from stratoflow.lifecycle.planner import DatasetState, Transfer
 from stratoflow.store.base import RACE_RETRIES, StoreBase
-from stratoflow.store.catalogue import _dataset, _replica, chunks
+from stratoflow.store.catalogue import _dataset, _replica
 from stratoflow.store.models import NotFound, StoreError
 from stratoflow.store.schema import (
     datasets,
@@ -61,8 +61,11 @@ def _transfer(row: Row[Any]) -> Transfer:
     )
 
 
-# Datasets per read: their files and replicas stay well under a second's worth of rows.
-DATASETS_PER_READ = 500
+# A read takes as many datasets as should hold about this many replicas, judged by the
+# read before: memory stays bounded whatever the datasets' sizes, and a catalogue of
+# one-file datasets is still not a query per dataset.
+REPLICAS_PER_READ = 20_000
+FIRST_READ, MAX_READ = 20, 5000  # datasets
 
 
 _STATES = {s.value: s for s in ReplicaState}
@@ -169,21 +172,28 @@ class RuleOps(StoreBase):
 
     def dataset_state(self, policy: str, dataset_id: int) -> DatasetState:
         """Everything the planner reads of one dataset, in one consistent read."""
-        found = self.dataset_states(policy, [dataset_id])
+        found = list(self.dataset_states(policy, [dataset_id]))
         if not found:
             raise NotFound(f"no dataset with id {dataset_id}")
         return found[0]
 
-    def dataset_states(self, policy: str, dataset_ids: Sequence[int]) -> list[DatasetState]:
+    def dataset_states(self, policy: str, dataset_ids: Sequence[int]) -> Iterator[DatasetState]:
         """The states of many datasets (those that exist, in the order given), read a
         chunk of datasets at a time: a policy over 200,000 files is a few dozen queries,
         not five per dataset (bench/lifecycle_eval.py)."""
-        out: list[DatasetState] = []
-        for part in chunks(list(dataset_ids), DATASETS_PER_READ):
-            with self._read() as conn, conn.begin():
-                found = _states(conn, policy, part)
-            out += [found[i] for i in part if i in found]
-        return out
+        ids = list(dataset_ids)
+        start, size = 0, FIRST_READ
+        while start < len(ids):
+            part = ids[start : start + size]
+            found = self._read_states(policy, part)
+            yield from (found[i] for i in part if i in found)
+            replicas_read = sum(len(st.replicas) for st in found.values())
+            start += size
+            size = max(1, min(MAX_READ, size * REPLICAS_PER_READ // max(replicas_read, 1)))
+
+    def _read_states(self, policy: str, ids: Sequence[int]) -> dict[int, DatasetState]:
+        with self._read() as conn, conn.begin():
+            return _states(conn, policy, ids)
 
     def rules(self, policy: str | None = None) -> list[Rule]:
         q = select(rules).order_by(rules.c.id)
