@@ -151,6 +151,12 @@ class AirflowClient:
     def get_run(self, dag_id: str, run_id: str) -> dict:
         return self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").json()
 
+    def runs(self, dag_id: str, limit: int = 100) -> list[dict]:
+        """The DAG's runs, oldest first (each with its ``run_type``: manual, scheduled,
+        asset_triggered, ...)."""
+        r = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": limit})
+        return r.json().get("dag_runs", [])
+
     def stop_run(self, dag_id: str, run_id: str) -> dict:
         """Mark the run failed, as the UI's "mark failed" does: what waits is cancelled."""
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}"

@@ -1,4 +1,6 @@
-"""The embedded Airflow for real: `airflow standalone`, the REST API v2 and the CLI."""
+"""The embedded Airflow for real: `airflow standalone`, the REST API v2 and the CLI; and a
+lifecycle policy started by Airflow's scheduler through its Asset when a campaign's
+results are registered, then run by hand with `stratoflow policy run --wait`."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from stratoflow.store import Store
 from tests.engine import assert_engine_alive
@@ -18,6 +21,48 @@ pytestmark = pytest.mark.airflow
 REPO = Path(__file__).resolve().parents[1]
 LINE_COUNT = REPO / "tests" / "templates" / "dag" / "line_count.yaml"
 CLI = [sys.executable, "-m", "stratoflow.cli"]
+
+
+POLICY = "line-count-copies"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def lifecycle(airflow_env, tmp_path_factory):
+    """Two storage endpoints and a policy over line_count's results, in the catalogue and
+    the environment before the module's Airflow starts (autouse: set up first)."""
+    from stratoflow.sites import catalogue
+
+    sites = Path(airflow_env["STRATOFLOW_SITES"])
+    before = sites.read_text()
+    doc = yaml.safe_load(before)
+    (local,) = [site for site in doc["sites"] if site["name"] == "local"]
+    local["allowed_roots"] = [*local["allowed_roots"], "{home}/test-results"]
+    local["writable_roots"] = ["{home}"]
+    doc["endpoints"] = [
+        {
+            "name": name,
+            "site": "local",
+            "url": url,
+            "attributes": {"type": "DISK", "cost": cost},
+        }
+        for name, url, cost in (
+            ("results", "{home}/test-results", 5),  # where line_count stages out
+            ("copies", "{home}/copies", 1),
+        )
+    ]
+    sites.write_text(yaml.safe_dump(doc))
+    policies = tmp_path_factory.mktemp("policies")
+    policy = {"datasets": {"name": "line_count/*", "meta": {"kind": "results"}}}
+    policy.update(copies=2, storage="type=DISK", schedule=None)
+    (policies / "e2e.yaml").write_text(yaml.safe_dump({"policies": {POLICY: policy}}))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STRATOFLOW_POLICIES", str(policies))
+        catalogue.catalogue.cache_clear()
+        try:
+            yield
+        finally:
+            sites.write_text(before)
+            catalogue.catalogue.cache_clear()
 
 
 def cli(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
@@ -76,3 +121,34 @@ def test_rest_trigger_uses_typed_params_and_rejects_bad_conf(airflow_up):
     dep = Store.open().get_deployment(deployment_id_for(dag_id, run_id))
     assert dep.status == "CREATE_COMPLETE"
     assert Path(dep.outputs["stage_out"]["results_dir"], "total.txt").read_text() == "600 from 3\n"
+
+
+def test_registered_results_start_their_policy_through_its_asset(airflow_up):
+    from stratoflow.submit import client
+
+    done = cli("submit", str(LINE_COUNT), "--wait")
+    assert done.returncode == 0, done.stdout + done.stderr
+    dataset = f"line_count/{done.stdout.splitlines()[0].strip()}"
+    store = Store.open()
+    dag_id = f"stratoflow_policy_{POLICY}"
+    deadline = time.monotonic() + 180
+    # No one but the policy copies: a second AVAILABLE replica means its run happened.
+    while True:
+        replicas = store.dataset_replicas(store.dataset(dataset).id)
+        if sorted(r.endpoint for r in replicas if r.state.value == "AVAILABLE") == [
+            "copies",
+            "results",
+        ]:
+            break
+        assert time.monotonic() < deadline, f"{dataset} still has {replicas}"
+        assert_engine_alive()
+        time.sleep(1)
+    with client() as api:
+        kinds = {r["run_type"] for r in api.runs(dag_id) if r["state"] == "success"}
+    assert "asset_triggered" in kinds, kinds
+
+    ran = cli("policy", "run", POLICY, "--wait", timeout=300)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert f"policy {POLICY}: run manual__run__" in ran.stdout and " success;" in ran.stdout
+    rules = cli("rule", "list", "--policy", POLICY)
+    assert dataset in rules.stdout and "OK" in rules.stdout, rules.stdout

@@ -3,7 +3,7 @@
 Each kind is reached the way a task reaches it: its real client over real HTTP against its
 loopback fake (moto for s3, the fake Oneprovider for onedata), or the local filesystem. A
 kind that behaves differently from the others here has drifted from the contract in
-``stratoflow/sites/base.py`` (``Storage.copy``).
+``stratoflow/sites/base.py`` (``Storage.copy``, ``checksums`` and ``delete``).
 """
 
 from __future__ import annotations
@@ -165,3 +165,20 @@ def test_other_content_is_refused_unless_overwrite(backend: Backend, tmp_path: P
 def test_a_missing_source_is_a_staging_error(backend: Backend, tmp_path: Path):
     with pytest.raises(StagingError):
         backend.storage.copy(backend.url("no/such/file"), (tmp_path / "x").as_uri())
+
+
+def test_checksums_are_read_back_and_delete_removes_the_file(backend: Backend, tmp_path):
+    """What a lifecycle policy's verification and deletion use."""
+    data = b"replica under a policy\n" * 400
+    url = backend.url("kept/r.dat")
+    backend.storage.copy(source(tmp_path, "r.dat", data), url, **sums(data))
+    found = backend.storage.checksums(url)
+    assert (found.size, found.adler32, found.sha256) == (
+        len(data),
+        sums(data)["adler32"],
+        sums(data)["sha256"],
+    )
+    backend.storage.delete(url)
+    with pytest.raises(FileNotFoundError):
+        backend.storage.checksums(url)
+    backend.storage.delete(url)  # gone already is not an error

@@ -92,6 +92,23 @@ class OnedataStorage(Storage, Replication):
 
         return require_replicas(self.client, urls, expression, replicas)
 
+    def checksums(self, url: str) -> StagedFile:
+        """The file's bytes read back from the provider and summed."""
+        space, rel = split_url(url)
+        fid = self.client.file_id(f"{space}/{rel}")
+        if fid is None:
+            raise FileNotFoundError(f"{url}: no such file in space {space!r}")
+        with tempfile.TemporaryDirectory(prefix="verify-", dir=self.local.cfg.workdir) as tmp:
+            back = Path(tmp) / "file"
+            self.client.download(fid, back)
+            return StagedFile(url, *file_checksums(back))
+
+    def delete(self, url: str) -> None:
+        space, rel = split_url(url)
+        fid = self.client.file_id(f"{space}/{rel}")
+        if fid is not None:  # gone already is not an error
+            self.client.delete(fid)
+
     def _download(self, url: str, local: Path, declared: dict) -> None:
         space, rel = split_url(url)
         fid = self.client.file_id(f"{space}/{rel}")

@@ -215,6 +215,20 @@ class S3Storage(Storage):
             f"{source_url} -> {dest_url}: the s3 backend copies to or from s3:// URLs only"
         )
 
+    def checksums(self, url: str) -> StagedFile:
+        """The object's bytes read and summed: a verification trusts no recorded metadata."""
+        bucket, key = parse_s3_url(url)
+        if self._head(bucket, key) is None:
+            raise FileNotFoundError(f"{url}: no such object")
+        return StagedFile(url, *self._stream_sums(bucket, key))
+
+    def delete(self, url: str) -> None:
+        bucket, key = parse_s3_url(url)
+        try:  # S3 answers a missing key with success too: gone already is not an error
+            self.s3.delete_object(Bucket=bucket, Key=key)
+        except _client_errors() as e:
+            raise self._fail(url, e) from e
+
     def read_range(self, url: str, start: int, length: int) -> bytes:
         """``length`` bytes of an object from offset ``start`` (fewer at its end)."""
         bucket, key = parse_s3_url(url)
