@@ -7,17 +7,14 @@ an archive to a TAPE endpoint, then the disk copies released."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 
 from stratoflow.lifecycle.model import NewFile, ReplicaState
 from stratoflow.sites.checksums import file_checksums
+from tests.lifecycle_runs import policy_catalogue, replicas_by_file, run_policy
 
 POLICIES = {
     "policies": {
@@ -95,35 +92,8 @@ def lifecycle_env(airflow_env, tmp_path_factory):
             }
         ],
     }
-    (root / "sites.yaml").write_text(yaml.safe_dump(sites))
-    (root / "policies").mkdir()
-    (root / "policies" / "test.yaml").write_text(yaml.safe_dump(POLICIES))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("STRATOFLOW_SITES", str(root / "sites.yaml"))
-        mp.setenv("STRATOFLOW_POLICIES", str(root / "policies"))
-        from stratoflow.sites import catalogue
-
-        catalogue.catalogue.cache_clear()
+    with policy_catalogue(root, sites, POLICIES):
         yield root
-        catalogue.catalogue.cache_clear()
-
-
-def run_policy(name: str, timeout: float = 300) -> str:
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    try:
-        proc = subprocess.run(
-            [airflow, "dags", "test", f"stratoflow_policy_{name}"],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=os.environ,
-        )
-    except subprocess.TimeoutExpired as e:
-        out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else ""
-        pytest.fail(f"policy {name}: no end in {timeout} s:\n{out[-6000:]}")
-    log = proc.stdout + proc.stderr
-    assert "state=success" in log or "DagRunState.SUCCESS" in log, log[-4000:]
-    return log
 
 
 def register(root: Path, store, dataset: str, names: list[str], endpoint: str = "disk-a") -> None:
@@ -137,15 +107,6 @@ def register(root: Path, store, dataset: str, names: list[str], endpoint: str = 
         size, adler32, sha256 = file_checksums(path)
         files.append(NewFile(name, path.as_uri(), size, adler32, sha256))
     register_files(store, dataset, files, source="test")
-
-
-def replicas_by_file(store, dataset: str) -> dict[str, list]:
-    ds = store.dataset(dataset)
-    names = {f.id: f.name for f in store.dataset_files(ds.id)}
-    found: dict[str, list] = {}
-    for r in store.dataset_replicas(ds.id):
-        found.setdefault(names[r.file_id], []).append(r)
-    return found
 
 
 def test_two_copies_from_one_then_a_second_run_does_nothing_then_a_corrupt_copy_is_replaced(

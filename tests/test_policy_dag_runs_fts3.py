@@ -10,11 +10,10 @@ from __future__ import annotations
 import zlib
 
 import pytest
-import yaml
 
 from stratoflow.lifecycle.model import NewFile, ReplicaState, RuleState
+from tests.lifecycle_runs import policy_catalogue, replicas_by_file, run_policy
 from tests.requires import client_library
-from tests.test_policy_dag_runs import replicas_by_file, run_policy
 
 client_library("fts3")
 
@@ -68,24 +67,12 @@ def grid(airflow_env, tmp_path_factory):
             },
         ],
     }
-    (root / "sites.yaml").write_text(yaml.safe_dump(sites))
-    (root / "policies").mkdir()
-    (root / "policies" / "grid.yaml").write_text(yaml.safe_dump(POLICIES))
     conn = {"conn_type": "fts3", "host": fake.url, "password": TOKEN, "extra": {"verify": False}}
-    import json
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("STRATOFLOW_SITES", str(root / "sites.yaml"))
-        mp.setenv("STRATOFLOW_POLICIES", str(root / "policies"))
-        mp.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
-        from stratoflow.sites import catalogue
-
-        catalogue.catalogue.cache_clear()
-        try:
+    try:
+        with policy_catalogue(root, sites, POLICIES, {CONN_ID: conn}):
             yield fake
-        finally:
-            catalogue.catalogue.cache_clear()
-            fake.stop()
+    finally:
+        fake.stop()
 
 
 def put_dataset(grid: FakeFTS3, store, dataset: str, names: list[str]) -> dict[str, bytes]:
