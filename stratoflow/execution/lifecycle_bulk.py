@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stratoflow.errors import StagingRefused
 from stratoflow.execution.lifecycle_transport import SiteTransport
 from stratoflow.execution.policies import load_policy_set
 from stratoflow.lifecycle.execute import verify_replica
@@ -49,8 +50,9 @@ def submit_batch(batch: list[dict[str, Any]], *, key: str, attempt: int) -> Wait
     transport = _transport()
     bulk = _service(transport, batch)
     if bulk is None:  # the catalogue changed since the copies were queued
-        raise RuntimeError(
-            f"{batch[0]['queued']['destination']}: its endpoint has no bulk transfer now"
+        raise StagingRefused(
+            f"{batch[0]['queued']['destination']}: its endpoint's site has no bulk transfer"
+            " now (the site catalogue changed); the next run copies it file by file"
         )
     pairs = [{k: o["queued"][k] for k in _PAIR_FIELDS} for o in batch]
     # overwrite: a destination left BAD by an earlier failure is replaced, and the service
