@@ -302,3 +302,19 @@ def test_register_routes_grid_urls_to_fts3(monkeypatch):
         )
     with pytest.raises(TemplateError, match=r"sites\[0\]\.conn_id: required"):
         catalogue.parse_catalogue({"sites": [{"name": "x", "kind": "fts3"}]})
+
+
+def test_file_outcomes_trust_only_what_fts_reports_finished():
+    """A lifecycle run records each file from the wait's event: a copy counts as verified
+    only when its job finished or FTS named other files as the failed ones."""
+    fts = FTS3Transfer("x", {"conn_id": "c"})
+    files = [{"destination": f"root://se/d/{n}"} for n in ("a", "b")]
+    assert fts.file_outcomes(files, {"status": "success"}) == {
+        "root://se/d/a": None,
+        "root://se/d/b": None,
+    }
+    dirty = {"status": "failed", "failures": {"j1": [["davs://se/s/a", "root://se/d/a", "gone"]]}}
+    assert fts.file_outcomes(files, dirty) == {"root://se/d/a": "gone", "root://se/d/b": None}
+    for event in ({"status": "failed", "states": {"j1": "CANCELED"}}, {"status": "timeout"}):
+        outcomes = fts.file_outcomes(files, event)
+        assert all(why and why.startswith("FTS3 jobs ended") for why in outcomes.values())

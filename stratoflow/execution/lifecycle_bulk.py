@@ -71,7 +71,7 @@ def finish_batch(store: Any, batch: list[dict[str, Any]], event: dict[str, Any])
     done = []
     for o in batch:
         q = o["queued"]
-        why = results.get(q["destination"], f"{service}: no outcome for this file")
+        why = results.get(q["destination"], "no outcome for this file")
         outcome = {k: v for k, v in o.items() if k != "queued"}
         if why is None:
             store.finish_transfer(q["transfer_id"], ok=True)

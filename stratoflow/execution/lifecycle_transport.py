@@ -18,8 +18,7 @@ class SiteTransport:
     def _storage(self, url: str) -> Storage:
         from stratoflow.execution.placement import storage_for_url
 
-        endpoint = endpoint_for_url(url, self.endpoints)
-        return storage_for_url(url, endpoint.site if endpoint else None)
+        return storage_for_url(url, self.site_of(url))
 
     def site_of(self, url: str) -> str | None:
         """The site whose endpoint holds ``url`` (None: no endpoint does)."""

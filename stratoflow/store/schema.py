@@ -38,9 +38,8 @@ metadata = MetaData(
 
 
 def utc_raw(value: Any) -> datetime | None:
-    """A timestamp read without its column's type (``type_coerce(column, String)``): what
-    UTCDateTime would hand back, for bulk reads where a million type calls cost seconds.
-    SQLite gives the stored text, PostgreSQL's driver a datetime."""
+    """A timestamp as UTCDateTime hands it back, from a driver's datetime or from the text
+    a bulk read selects (``cast(column, Text)``), where a million type calls cost seconds."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -68,11 +67,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+        return utc_raw(value)
 
 
 def utcnow() -> datetime:

@@ -390,11 +390,15 @@ class FTS3Transfer(Storage, BulkTransfer):
 
     def file_outcomes(self, files: Sequence[dict], event: dict[str, Any]) -> dict[str, str | None]:
         status = event.get("status")
-        if status not in ("success", "failed"):  # the wait itself ended: timeout or error
-            why = f"FTS3 wait ended: {event.get('reason') or status}"
+        if status == "success":
+            return {f["destination"]: None for f in files}
+        failed = {f[1]: f[2] for fs in (event.get("failures") or {}).values() for f in fs}
+        if status != "failed" or not failed:
+            # The wait ended otherwise (timeout, error), or FTS named no failed file (as
+            # outcome() does then): no copy is known good.
+            why = f"FTS3 jobs ended {event.get('states') or event.get('reason') or status}"
             return {f["destination"]: why for f in files}
         # A file no failure names finished: its job FINISHED, or is FINISHEDDIRTY for others.
-        failed = {f[1]: f[2] for fs in (event.get("failures") or {}).values() for f in fs}
         return {f["destination"]: failed.get(f["destination"]) for f in files}
 
     def copy(
