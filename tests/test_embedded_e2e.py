@@ -36,7 +36,7 @@ def lifecycle(airflow_env, tmp_path_factory):
     before = sites.read_text()
     doc = yaml.safe_load(before)
     (local,) = [site for site in doc["sites"] if site["name"] == "local"]
-    local["allowed_roots"] = [*local["allowed_roots"], "{home}/test-results"]
+    local["allowed_roots"] = [*local["allowed_roots"], "{home}/test-results", "{home}/copies"]
     local["writable_roots"] = ["{home}"]
     doc["endpoints"] = [
         {

@@ -19,7 +19,18 @@ from stratoflow.sites.catalogue import parse_catalogue
 from stratoflow.sites.endpoints import endpoint_for_url, parse_endpoints
 from stratoflow.store import StoreError
 
-SITES = {"sites": [{"name": "local", "kind": "local", "cores": 2, "memory": 1 << 30}]}
+SITES = {
+    "sites": [
+        {
+            "name": "local",
+            "kind": "local",
+            "cores": 2,
+            "memory": 1 << 30,
+            "allowed_roots": ["/"],
+            "writable_roots": ["/"],
+        }
+    ]
+}
 
 
 def endpoints(*entries):
@@ -117,6 +128,18 @@ def test_bad_endpoints_are_named_by_their_path(entry, path, words):
     with pytest.raises(TemplateError) as err:
         endpoints(entry)
     assert any(i.path == path and words in i.message for i in err.value.issues), err.value
+
+
+def test_an_endpoint_its_site_may_not_write_to_is_refused_with_the_roots_named(tmp_path):
+    sites = {"sites": [{**SITES["sites"][0], "writable_roots": [str(tmp_path / "w")]}]}
+    entry = {"name": "e", "site": "local", "url": "/srv/data", "attributes": {"type": "DISK"}}
+    with pytest.raises(TemplateError) as err:
+        parse_endpoints([entry], parse_catalogue(sites))
+    (issue,) = err.value.issues
+    assert issue.path == "endpoints[0].url"
+    assert "may write to (writable_roots:" in issue.message and "read from" not in issue.message
+    inside = {**entry, "url": str(tmp_path / "w" / "disk")}
+    assert parse_endpoints([inside], parse_catalogue(sites))["e"].site == "local"
 
 
 def test_the_shipped_catalogue_declares_disk_and_tape_endpoints(monkeypatch):

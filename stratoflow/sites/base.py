@@ -331,6 +331,12 @@ class Storage(ABC):
 
         raise StagingRefused(f"{url}: {type(self).__name__} cannot delete files")
 
+    def endpoint_fault(self, base_url: str) -> str | None:
+        """Why this storage cannot keep lifecycle replicas under ``base_url`` (copy them in,
+        read them back, delete them), or None. Asked when the catalogue is read, so that a
+        misplaced endpoint is refused there and not at a policy's first copy."""
+        return None
+
     def bulk_transfer(self) -> BulkTransfer | None:
         """The backend's bulk third-party transfer service (FTS3), or None when it copies
         file by file in the task."""

@@ -16,7 +16,13 @@ from urllib.parse import urlsplit
 
 from stratoflow.config import expand
 from stratoflow.errors import Issue, TemplateError
-from stratoflow.sites.catalogue import SiteConfig, kind_of, parse_catalogue, read_catalogue
+from stratoflow.sites.catalogue import (
+    SiteConfig,
+    kind_of,
+    parse_catalogue,
+    read_catalogue,
+    storage_for,
+)
 
 # The words of a storage expression (lifecycle/expression.py): an endpoint's name and its
 # attributes must be writable in one, or no rule could ever select them.
@@ -85,6 +91,10 @@ def parse_endpoints(
                         f"site {site!r} (kind {sites[site].kind}) serves no {scheme}:// URLs",
                     )
                 )
+            else:
+                fault = storage_for(url, {str(site): sites[site]}).endpoint_fault(url)
+                if fault:
+                    issues.append(Issue(f"{at}.url", fault))
         attributes = _attributes(entry.get("attributes"), f"{at}.attributes", issues)
         if len(issues) == before:
             found[str(name)] = StorageEndpoint(str(name), str(site), url, attributes)

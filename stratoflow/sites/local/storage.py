@@ -36,6 +36,21 @@ class LocalStorage(Storage):
             raise StagingError(f"{url}: no such file")
         return path
 
+    def endpoint_fault(self, base_url: str) -> str | None:
+        # A replica is a copy's source (read) and destination (write): both roots must hold it.
+        path = url_to_path(base_url).resolve()
+        missing = [
+            f"{verb} ({field}: {', '.join(str(r) for r in roots)})"
+            for verb, field, roots in (
+                ("read from", "allowed_roots", (self.cfg.workdir, *self.cfg.allowed_roots)),
+                ("write to", "writable_roots", (self.cfg.workdir, *self.cfg.writable_roots)),
+            )
+            if not is_within(path, roots)
+        ]
+        if not missing:
+            return None
+        return f"{path} is outside the directories site {self.name!r} may " + " or ".join(missing)
+
     def checksums(self, url: str) -> StagedFile:
         path = url_to_path(url).resolve()
         if not is_within(
