@@ -3,6 +3,7 @@ site's bounds, no queue jumping at a full site, overflow only where the site all
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from stratoflow.admission import GIB, SiteRoom, Waiting, plan
@@ -18,12 +19,12 @@ def room(name: str = "local", cores: float = 2, used: float = 0, **kw) -> SiteRo
     return SiteRoom(name, cores, 64 * GIB, used_cores=used, **kw)
 
 
-def admission_order(queue, rooms, held=None, slots=None):
-    """Admit one at a time, as teardowns free room, and return who went in which order."""
+def admission_order(queue, rooms, held=None):
+    """Admit one at a time, as teardowns free room, and return who went in which order.
+    Each site keeps its own policy (bounds, overflow); exactly one core is free each time."""
     queue, held, order = list(queue), dict(held or {}), []
-    cores = {name: r.cores for name, r in rooms.items()}
     while queue:
-        free = {n: room(n, cores[n], cores[n] - 1, **(slots or {})) for n in rooms}
+        free = {n: replace(r, used_cores=r.cores - 1) for n, r in rooms.items()}
         decided = plan(queue, held, free)
         (first,) = decided.admitted  # exactly one slot is free each time
         order.append(first)
@@ -51,7 +52,12 @@ def test_priority_counts_only_up_to_the_site_bound():
     queue = [waiting("low", "alice", 0), waiting("high", "bob", 1, prio=50)]
     assert admission_order(queue, {"local": room()}) == ["low", "high"]  # bound 0: ignored
     bounded = {"local": room(max_priority=10)}
-    assert admission_order(queue, bounded, slots={"max_priority": 10}) == ["high", "low"]
+    assert admission_order(queue, bounded) == ["high", "low"]
+    # Within the bound, the higher one goes first; beyond it, both count as the bound.
+    capped = [waiting("ten", "alice", 0, prio=10), waiting("fifty", "bob", 1, prio=50)]
+    assert admission_order(capped, bounded) == ["ten", "fifty"]
+    over = [waiting("five", "alice", 0, prio=5), waiting("nine", "bob", 1, prio=9)]
+    assert admission_order(over, bounded) == ["nine", "five"]
     nice = [waiting("nice", "alice", 0, prio=-5), waiting("plain", "bob", 1)]
     assert admission_order(nice, {"local": room()}) == ["plain", "nice"]
 

@@ -76,6 +76,12 @@ def test_reaper_dag_deletes_an_orphaned_namespace(airflow_env, k8s_site, tmp_pat
     site.provision("orphan-dep", [HostRequest("w")], elsewhere)
     fake = k8s_site["fake"]
     assert fake.live()[0] == 1
+    # And room held at k8s by an in-progress deployment whose DAG run was deleted from
+    # Airflow: nothing would ever tear it down. The DAG asks Airflow (get_dr_count).
+    store = Store.open()
+    store.save_plan("e" * 64, "gone", "gone_dag", {"steps": []}, "t")
+    gone = store.get_or_create_deployment("gone_dag", "deleted_run", "e" * 64, {})
+    assert store.reserve("k8s", gone.id, 1, 1, 8, 1 << 40)
 
     airflow = str(Path(sys.executable).with_name("airflow"))
     proc = subprocess.run(
@@ -87,7 +93,10 @@ def test_reaper_dag_deletes_an_orphaned_namespace(airflow_env, k8s_site, tmp_pat
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "state=success" in log, log[-3000:]
     assert fake.live() == (0, 0)
-    (action,) = Store.open().reaper_actions(site="k8s")
+    released, action = store.reaper_actions(site="k8s")  # newest first
     assert action["action"] == "deleted" and "no resource record" in action["reason"]
     assert action["run_id"].startswith("stratoflow_reaper/")
+    assert (released["kind"], released["deployment_id"]) == ("reservation", gone.id)
+    assert released["reason"] == "the DAG run gone_dag/deleted_run no longer exists"
+    assert store.reserved("k8s")["deployments"] == 0
     assert not list((k8s_site["workdir"] / "deployments").glob("*"))

@@ -78,6 +78,9 @@ class Queued:
 class Plan:
     admitted: dict[str, Admitted] = field(default_factory=dict)
     queued: dict[str, Queued] = field(default_factory=dict)
+    #: The admitted ones' places: still in line until their next check takes the room,
+    #: ahead of everyone queued at that site (a listing without them would be short).
+    ready: dict[str, Queued] = field(default_factory=dict)
 
 
 def effective_priority(w: Waiting, rooms: Mapping[str, SiteRoom]) -> int:
@@ -109,7 +112,8 @@ def plan(
     free = dict(rooms)
     blocked: set[str] = set()
     result = Plan()
-    behind: dict[str, list[Waiting]] = defaultdict(list)
+    ahead: dict[str, list[Waiting]] = defaultdict(list)  # admitted now, by site
+    behind: dict[str, list[Waiting]] = defaultdict(list)  # waiting for their first site
     for w in fair_order(waiting, held_by_owner, rooms):
         placed = _place(w, free, blocked)
         if placed is None:
@@ -120,11 +124,18 @@ def plan(
         site, why = placed
         free[site] = free[site].holding(w.cores, w.mem_bytes)
         result.admitted[w.deployment_id] = Admitted(site, why)
-    for site, line in behind.items():
+        ahead[site].append(w)
+    for site in sorted({*ahead, *behind}):
+        length = len(ahead[site]) + len(behind[site])
+        for position, w in enumerate(ahead[site], start=1):
+            why = result.admitted[w.deployment_id].why
+            result.ready[w.deployment_id] = Queued(
+                site, position, length, f"ready at {site}: admitted at its next check ({why})"
+            )
         room = rooms.get(site)
-        for i, w in enumerate(line):
+        for position, w in enumerate(behind[site], start=len(ahead[site]) + 1):
             result.queued[w.deployment_id] = Queued(
-                site, i + 1, len(line), _waiting_reason(site, i + 1, len(line), w, room)
+                site, position, length, _waiting_reason(site, position, length, w, room)
             )
     return result
 

@@ -14,6 +14,10 @@ Rules, per tagged resource (``why_orphaned``):
 - otherwise it is in use and kept. A record at another site that shares the cloud account
   is in use too: the reaper never deletes what another live record accounts for.
 
+Then the site's capacity reservations: one held for a deployment that ended, or whose DAG
+run is gone, and that holds no live resource there, is given back (local sites have no
+tagged resources, so a teardown that never ran would otherwise keep their room forever).
+
 Every deletion (or failure, or dry-run verdict) is written to the store's reaper log.
 Plain Python: no Airflow import, so the CLI and the DAG share it.
 """
@@ -31,6 +35,9 @@ from stratoflow.sites.base import Compute, TaggedResource
 log = logging.getLogger(__name__)
 
 DEFAULT_GRACE = timedelta(hours=1)
+
+#: Whether Airflow still has the DAG run (dag_id, run_id); None: the caller cannot tell.
+RunExists = Callable[[str, str], bool | None]
 
 
 @dataclass(frozen=True)
@@ -73,8 +80,10 @@ def reap_site(
     grace: timedelta = DEFAULT_GRACE,
     now: datetime | None = None,
     dry_run: bool = False,
+    run_exists: RunExists | None = None,
 ) -> list[ReapResult]:
-    """Delete the orphans at one site; return (and record) what was done."""
+    """Delete the orphans at one site, then give back the capacity held for nothing there;
+    return (and record) what was done."""
     now = now or datetime.now(UTC)
     results: list[ReapResult] = []
     for res in compute.list_tagged():
@@ -107,6 +116,63 @@ def reap_site(
         store.record_reaper_action(run_id=run_id, **result.to_dict())
         log.info("reaper: %s %s %s at %s: %s", action, res.kind, res.external_id, site, reason)
         results.append(result)
+    return results + release_stale_reservations(
+        site, store, run_id=run_id, grace=grace, now=now, dry_run=dry_run, run_exists=run_exists
+    )
+
+
+def why_reservation_stale(
+    deployment: Any, holds_resources: bool, run_exists: bool | None
+) -> str | None:
+    """Why a reservation is held for nothing, or None while something may still use it.
+
+    Capacity follows what the site holds: while a live resource record remains, the
+    reservation stays (the orphan pass above deletes the resource, then releases)."""
+    if holds_resources:
+        return None
+    if deployment is None:
+        return "no deployment has this id"
+    if not deployment.status.in_progress:
+        return f"deployment {deployment.id} ended {deployment.status.value} and holds nothing"
+    if run_exists is False:
+        return f"the DAG run {deployment.dag_id}/{deployment.run_id} no longer exists"
+    return None
+
+
+def release_stale_reservations(
+    site: str,
+    store: Any,
+    *,
+    run_id: str,
+    grace: timedelta = DEFAULT_GRACE,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    run_exists: RunExists | None = None,
+) -> list[ReapResult]:
+    """Give back the capacity held at ``site`` for deployments that ended, or whose DAG
+    run is gone, and that hold no resource there: a teardown that never ran (a deleted
+    run, a killed worker) must not keep a local site's room forever. A reservation younger
+    than ``grace`` is left alone: its provision may be writing its first record."""
+    now = now or datetime.now(UTC)
+    results = []
+    live = {r.deployment_id for r in store.live_resources(site)}
+    for deployment_id, reserved_at in store.reservations_at(site):
+        if reserved_at is not None and now - reserved_at < grace:
+            continue
+        deployment = store.get_deployment(deployment_id)
+        exists = None
+        if deployment is not None and run_exists is not None:
+            exists = run_exists(deployment.dag_id, deployment.run_id)
+        reason = why_reservation_stale(deployment, deployment_id in live, exists)
+        if reason is None:
+            continue
+        action = "would_delete" if dry_run else "deleted"
+        if not dry_run:
+            store.release(site, deployment_id)
+        result = ReapResult(site, "reservation", deployment_id, "", deployment_id, action, reason)
+        store.record_reaper_action(run_id=run_id, **result.to_dict())
+        log.info("reaper: %s the reservation of %s at %s: %s", action, deployment_id, site, reason)
+        results.append(result)
     return results
 
 
@@ -119,13 +185,21 @@ def reap(
     now: datetime | None = None,
     dry_run: bool = False,
     on_site_error: Callable[[str, Exception], None] | None = None,
+    run_exists: RunExists | None = None,
 ) -> list[ReapResult]:
     """Reap every site; a site that cannot be listed is reported and skipped."""
     out: list[ReapResult] = []
     for name, compute in sites.items():
         try:
             out += reap_site(
-                name, compute, store, run_id=run_id, grace=grace, now=now, dry_run=dry_run
+                name,
+                compute,
+                store,
+                run_id=run_id,
+                grace=grace,
+                now=now,
+                dry_run=dry_run,
+                run_exists=run_exists,
             )
         except Exception as e:
             if on_site_error is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -53,7 +53,7 @@ class ProvisionOperator(StratoflowOperator):
         cores, mem = demand(bound["hosts"])
         deployment = self.store.get_deployment(deployment_id)
         timeout = rooms[tried[0]].queue_timeout_s if tried[0] in rooms else DAY_S
-        self.store.enqueue(
+        deadline = self.store.enqueue(
             deployment_id,
             owner=deployment.owner if deployment else "anonymous",
             priority=int(bound.get("priority") or 0),
@@ -62,12 +62,18 @@ class ProvisionOperator(StratoflowOperator):
             mem_bytes=mem,
             timeout_s=timeout,
         )
-        return self._admit(context, rooms, time.time() + timeout)
+        # The deadline of the first joining: a retry (failover) does not restart the wait.
+        return self._admit(context, rooms, deadline.timestamp())
 
     def admitted(self, context: Any, event: dict | None = None, deadline: float = 0.0) -> dict:
         """Back from the queue: take the room (or wait again if another took it first)."""
         if not event:
             return self.execute(context)  # a retry resumed without an event: join again
+        # The store's deadline, not only the kwarg: `airflow dags test` resumes a deferred
+        # task without its defer kwargs (docs/lifecycle.md).
+        record = self.store.admission_record(self.deployment_id(context)) or {}
+        if record.get("deadline_at"):
+            deadline = datetime.fromisoformat(record["deadline_at"]).timestamp()
 
         def take() -> dict:
             status = (event or {}).get("status")

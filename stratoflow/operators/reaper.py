@@ -38,6 +38,9 @@ class ReaperOperator(BaseOperator):
             run_id=run_id,
             grace=grace,
             dry_run=bool(params["dry_run"]),
+            run_exists=lambda dag_id, run_id: (
+                context["ti"].get_dr_count(dag_id, run_ids=[run_id]) > 0
+            ),
         )
         counts: dict[str, int] = {}
         for r in results:

@@ -9,7 +9,7 @@ beating and drops out of the line after the lease, leaving nothing provisioned.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -55,11 +55,14 @@ class AdmissionOps(StoreBase):
         cores: float,
         mem_bytes: int,
         timeout_s: float,
-    ) -> None:
-        """Join the queue, or rejoin it on a retry: the place (time of first joining) is
-        kept; what was held for an earlier try is given back."""
+    ) -> datetime:
+        """Join the queue, or rejoin it on a retry: the place (time of first joining) and
+        the deadline are kept; what was held for an earlier try is given back. One that
+        had left the queue (stopped, failed, timed out) joins at the back with a new
+        deadline. Returns the deadline."""
         now = utcnow()
-        values = {
+        deadline: datetime = now + timedelta(seconds=timeout_s)
+        values: dict[str, Any] = {
             "owner": owner,
             "priority": int(priority),
             "candidates": list(candidates),
@@ -69,7 +72,7 @@ class AdmissionOps(StoreBase):
             "site": None,
             "reason": None,
             "heartbeat_at": now,
-            "deadline_at": now + timedelta(seconds=timeout_s),
+            "deadline_at": deadline,
             "admitted_at": None,
             "released_at": None,
             "left_at": None,
@@ -80,12 +83,18 @@ class AdmissionOps(StoreBase):
                 conn.execute(
                     insert(_Q).values(deployment_id=deployment_id, enqueued_at=now, **values)
                 )
-                return
-            held = row._mapping["site"] if row._mapping["state"] == "admitted" else None
+                return deadline
+            m = row._mapping
+            if m["state"] == "left":
+                values["enqueued_at"] = now  # behind those who waited meanwhile
+            else:
+                deadline = values["deadline_at"] = m["deadline_at"]  # a retry keeps its clock
+            held = m["site"] if m["state"] == "admitted" else None
             if held in candidates and self._holds(conn, deployment_id, held):
-                return  # a retry of a try that was admitted: it keeps its room
+                return deadline  # a retry of an admitted try: it keeps its room
             conn.execute(reservations.delete().where(reservations.c.deployment_id == deployment_id))
             conn.execute(update(_Q).where(_Q.c.deployment_id == deployment_id).values(**values))
+            return deadline
 
     def try_admit(
         self, deployment_id: str, rooms: Mapping[str, SiteRoom], lease_s: float = LEASE_S
@@ -175,21 +184,26 @@ class AdmissionOps(StoreBase):
     def queue_listing(
         self, rooms: Mapping[str, SiteRoom], lease_s: float = LEASE_S
     ) -> list[dict[str, Any]]:
-        """Every live waiting deployment with its place, for ``stratoflow queue``."""
+        """Every live waiting deployment with its place, for ``stratoflow queue``: those
+        admitted at their next check first (``ready``), then those still waiting."""
         with self._read() as conn:
-            decision = self._plan(conn, rooms, lease_s, None)
-            rows = {
-                r.deployment_id: r for r in conn.execute(select(_Q).where(_Q.c.state == "waiting"))
-            }
+            # One read of the waiting rows for both the plan and the listing: on
+            # PostgreSQL a second read could miss one admitted in between.
+            rows = self._waiting_rows(conn)
+            decision = self._plan(conn, rooms, lease_s, None, rows)
+        by_id = {r._mapping["deployment_id"]: r._mapping for r in rows}
         out = []
-        for deployment_id, place in decision.queued.items():
-            m = rows[deployment_id]._mapping
+        places = [(i, p, True) for i, p in decision.ready.items()]
+        places += [(i, p, False) for i, p in decision.queued.items()]
+        for deployment_id, place, ready in places:
+            m = by_id[deployment_id]
             out.append(
                 {
                     "deployment_id": deployment_id,
                     "site": place.site,
                     "position": place.position,
                     "length": place.length,
+                    "ready": ready,
                     "owner": m["owner"],
                     "priority": m["priority"],
                     "cores": m["cores"],
@@ -231,15 +245,20 @@ class AdmissionOps(StoreBase):
             is not None
         )
 
+    @staticmethod
+    def _waiting_rows(conn: Connection) -> Sequence[Row[Any]]:
+        return conn.execute(select(_Q).where(_Q.c.state == "waiting")).all()
+
     def _plan(
         self,
         conn: Connection,
         rooms: Mapping[str, SiteRoom],
         lease_s: float,
         caller: str | None,
+        rows: Sequence[Row[Any]] | None = None,
     ) -> AdmissionPlan:
         fresh = utcnow() - timedelta(seconds=lease_s)
-        rows = conn.execute(select(_Q).where(_Q.c.state == "waiting")).all()
+        rows = self._waiting_rows(conn) if rows is None else rows
         waiting = [
             _waiting(r)
             for r in rows

@@ -34,13 +34,38 @@ _shared: dict[tuple[str, int], Engine] = {}
 _shared_lock = threading.Lock()
 
 
+#: The databases the store is written and tested for: admission and reservations take
+#: SQLite's write lock or PostgreSQL's advisory locks, and no other database gets either.
+BACKENDS = ("sqlite", "postgresql")
+
+
+def store_url(url: str | URL) -> URL:
+    """``url`` parsed, if it names a database the store supports (else StoreError)."""
+    from stratoflow.store.config import STORE_URL_ENV
+    from stratoflow.store.models import StoreError
+
+    try:
+        u = make_url(url)
+    except exc.ArgumentError:
+        raise StoreError(
+            f"{STORE_URL_ENV}: not a database URL (expected sqlite:///<file> or"
+            " postgresql://<user>@<host>/<database>)"
+        ) from None
+    if u.get_backend_name() not in BACKENDS:
+        raise StoreError(
+            f"{STORE_URL_ENV}: the store runs on SQLite or PostgreSQL, got a"
+            f" {u.get_backend_name()!r} URL ({u.render_as_string(hide_password=True)})"
+        )
+    return u
+
+
 def shared_engine(url: str | URL) -> tuple[Engine, bool]:
     """The engine for ``url``, and whether it is shared. A database server's engine is
     made once per process and kept: a store opened per request or per trigger poll then
     reuses pooled connections, where a new engine each time cost a connection (a new
     server process, on PostgreSQL) and its teardown. SQLite engines hold no connection
     (NullPool) and are made each time."""
-    u = make_url(url)
+    u = store_url(url)
     if u.get_backend_name() == "sqlite":
         return make_engine(u), False
     key = (u.render_as_string(hide_password=False), os.getpid())
@@ -52,7 +77,7 @@ def shared_engine(url: str | URL) -> tuple[Engine, bool]:
 
 
 def make_engine(url: str | URL) -> Engine:
-    u = make_url(url)
+    u = store_url(url)
     if u.get_backend_name() == "sqlite":
         return _sqlite_engine(u)
     return _server_engine(u)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, exc, func, insert, select, text, update
@@ -277,6 +278,16 @@ class ResourceOps(StoreBase):
             )
             .values(released_at=utcnow())
         )
+
+    def reservations_at(self, site: str) -> list[tuple[str, datetime]]:
+        """``(deployment id, reserved at)`` of each reservation held at ``site``."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(reservations.c.deployment_id, reservations.c.created_at)
+                .where(reservations.c.site == site)
+                .order_by(reservations.c.created_at)
+            ).all()
+        return [(str(d), created) for d, created in rows]
 
     def reserved(self, site: str) -> dict[str, float | int]:
         """What is currently reserved at a site: ``{cores, mem_bytes, deployments}``."""
