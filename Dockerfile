@@ -16,11 +16,16 @@ COPY --chown=airflow:0 stratoflow /opt/stratoflow/stratoflow
 COPY --chown=airflow:0 include /opt/stratoflow/include
 
 # apache-airflow is pinned on the same line so pip never moves the image's Airflow.
-# The CeleryExecutor needs the celery provider; [postgres] brings psycopg2 for the store.
+# [production] brings the celery provider and psycopg2; [cloud] and [fts3] the site
+# backends' clients (openstacksdk, kubernetes, boto3, fts3), which every worker needs: a
+# task may run on any of them. M2Crypto (fts3's) builds with swig and libssl-dev.
+USER root
+RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        swig libssl-dev build-essential && rm -rf /var/lib/apt/lists/*
+USER airflow
 RUN pip install --no-cache-dir \
         "apache-airflow==3.3.2" \
-        "apache-airflow-providers-celery==3.26.0" \
-        -e "/opt/stratoflow[postgres]"
+        -e "/opt/stratoflow[production,cloud,fts3]"
 
 # STRATOFLOW_HOME (plans, local site workdirs) is a named volume shared by every service.
 # Created here, owned by airflow, so a fresh volume inherits the ownership.

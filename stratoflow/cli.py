@@ -122,7 +122,20 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     from stratoflow import embedded
+    from stratoflow.config import production
+    from stratoflow.embedded import production as production_mode
 
+    if args.production or args.embedded:
+        if embedded.supervisor_pid() is not None:
+            print("Airflow runs in this home: stop it first (stratoflow down)", file=sys.stderr)
+            return EXIT_INVALID
+        if args.production:
+            production_mode.configure(workers=args.workers, isolate_workers=args.isolate_workers)
+        else:
+            production_mode.forget()
+    mode = production()
+    if mode is not None:
+        print(production_mode.describe(mode))
     embedded.start_database()
     dag_ids = register_catalogue()
     embedded.start()
@@ -306,7 +319,25 @@ def _parser() -> argparse.ArgumentParser:
         help="Start the embedded Airflow in the background.",
         description="Register the template catalogue and start the embedded "
         "Airflow (PostgreSQL from a wheel, LocalExecutor, supervised processes) in the "
-        "background.",
+        "background; with --production, Airflow's CeleryExecutor with separate workers, "
+        "its database and the store on the PostgreSQL server at $STRATOFLOW_PG_SERVER "
+        "(default 127.0.0.1:5432) and Redis at $STRATOFLOW_CELERY_BROKER_URL (default "
+        "127.0.0.1:6379/0). The Airflow home remembers the mode until --embedded.",
+    )
+    mode = sp.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--production", action="store_true", help="the production mode (docs/operations.md)"
+    )
+    mode.add_argument(
+        "--embedded", action="store_true", help="back to the embedded default in this home"
+    )
+    sp.add_argument(
+        "--workers", type=int, default=2, help="Celery workers in the production mode (2)"
+    )
+    sp.add_argument(
+        "--isolate-workers",
+        action="store_true",
+        help="run each worker in a PID namespace of its own (root only), as containers",
     )
     sp.set_defaults(fn=cmd_up)
     sp = sub.add_parser(

@@ -6,7 +6,9 @@ decided in one place. Reading a path never creates it.
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 HOME_ENV = "STRATOFLOW_HOME"
@@ -95,3 +97,49 @@ def embedded_pg_socket_dir() -> Path:
 def embedded_pg_url(database: str, driver: str = "psycopg2") -> str:
     """SQLAlchemy URL of a database on the embedded server, over its Unix socket."""
     return f"postgresql+{driver}://postgres@/{database}?host={embedded_pg_socket_dir()}"
+
+
+def airflow_home() -> Path:
+    """``$AIRFLOW_HOME``, else ``~/airflow``."""
+    return Path(os.environ.get("AIRFLOW_HOME") or "~/airflow").expanduser().resolve()
+
+
+# The production mode (`stratoflow up --production`, docs/operations.md): Airflow's
+# CeleryExecutor with its metadata and the store on a PostgreSQL server and Redis as the
+# broker. `up --production` records it in the Airflow home, so that every later command
+# in that home (the CLI, the API plugin, the tasks) finds the same databases.
+PRODUCTION_FILE = "stratoflow-production.json"
+
+
+@dataclass(frozen=True)
+class Production:
+    airflow_db_url: str
+    store_url: str
+    broker_url: str
+    workers: int = 2
+    worker_concurrency: int = 4
+    #: Each Celery worker in its own PID namespace, as separate containers would be.
+    isolate_workers: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def production_file(home: Path | None = None) -> Path:
+    return (home or airflow_home()) / PRODUCTION_FILE
+
+
+def production(home: Path | None = None) -> Production | None:
+    """The Airflow home's production mode, or None for the embedded default."""
+    path = production_file(home)
+    try:
+        raw = json.loads(path.read_text())
+        return Production(**raw)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError) as e:
+        from stratoflow.errors import ConfigError
+
+        raise ConfigError(
+            f"{path}: not a production-mode record ({e}); run `stratoflow up --production` again"
+        ) from None

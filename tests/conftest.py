@@ -166,6 +166,11 @@ use_airflow_connections()
 TEST_TEMPLATES = REPO / "tests" / "templates"
 
 
+# Deployments per chaos test (test_openstack_site, test_ec2_site): 10 in the suite; a soak
+# sets more (bench/README.md).
+CHAOS_ROUNDS = int(os.environ.get("STRATOFLOW_CHAOS_ROUNDS") or 10)
+
+
 def free_port() -> int:
     import socket
 
@@ -207,6 +212,9 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         # Retries after 1 s, 2 s, ... instead of 5 s, 10 s: the failure paths run as in
         # production, only sooner.
         "STRATOFLOW_RETRY_DELAY_S": "1",
+        # A module's Airflow is killed 3 s after asking it to stop (it kept the suite
+        # waiting up to 13 s per module); nothing in it outlives the module.
+        "STRATOFLOW_SUPERVISOR_STOP_GRACE_S": "3",
     }
     with pytest.MonkeyPatch.context() as mp:
         for key, value in env.items():

@@ -17,6 +17,7 @@ from stratoflow.errors import ChecksumMismatch, SiteError, TemplateError
 from stratoflow.maintenance.reaper import reap_site
 from stratoflow.sites.base import HostRequest, JobSpec
 from stratoflow.sites.openstack.config import choose_flavor
+from tests.conftest import CHAOS_ROUNDS
 from tests.fakes.openstack_server import FakeOpenStack
 
 # openstacksdk warns about its own internals on every resource it builds: noise, and slow.
@@ -25,7 +26,9 @@ pytestmark = pytest.mark.filterwarnings(
 )
 GIB = 1 << 30
 PASSWORD, AC_SECRET = "s3cret-password", "ac-s3cret"
-FAST = {"retry_backoff_s": 0.0, "poll_interval_s": 0.0, "retry_attempts": 8}
+# A fake VM's agent is a real process: 60 s is ample on two loaded cores, and a test whose
+# agent never starts fails in a minute instead of the default boot timeout's ten.
+FAST = {"retry_backoff_s": 0.0, "poll_interval_s": 0.0, "retry_attempts": 8, "boot_timeout_s": 60}
 
 
 @pytest.fixture
@@ -133,7 +136,7 @@ def test_chaos_each_deployment_once_and_nothing_leaks(monkeypatch, fake, sqlite_
     fake.quota.update(instances=100, cores=100)  # quota is not what this test is about
     fake.chaos(error_rate=0.15, drop_rate=0.15)  # 30% of API calls fail
     outcomes = {}
-    for d in range(20):
+    for d in range(CHAOS_ROUNDS):
         hosts = [HostRequest("w"), HostRequest("head", public_endpoint=d % 3 == 0)]
         try:
             alloc = os_site.provision(f"dep-{d}", hosts, sqlite_store)
@@ -142,12 +145,12 @@ def test_chaos_each_deployment_once_and_nothing_leaks(monkeypatch, fake, sqlite_
         except SiteError as e:
             outcomes[d] = str(e)
             assert str(e).startswith("openstack: ")
-    assert fake.faults_injected > 50, fake.faults_injected
+    assert fake.faults_injected > 2.5 * CHAOS_ROUNDS, fake.faults_injected
     assert max(fake.created_names.values()) == 1  # no key ever mapped to two servers
     names = [s["name"] for s in fake.servers.values()]
     assert len(names) == len(set(names))
-    assert list(outcomes.values()).count("ok") >= 14, outcomes
-    for d in range(20):  # teardown under chaos too; Airflow would retry a failed teardown
+    assert list(outcomes.values()).count("ok") >= 0.7 * CHAOS_ROUNDS, outcomes
+    for d in range(CHAOS_ROUNDS):  # teardown under chaos too; Airflow would retry a failed teardown
         for attempt in range(3):
             try:
                 os_site.teardown(f"dep-{d}", sqlite_store)

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import httpx
 
+from stratoflow.config import airflow_home as config_airflow_home
 from stratoflow.config import embedded_db, embedded_pg_url
+from stratoflow.config import production as production_mode
 from stratoflow.embedded import health
 from stratoflow.errors import StratoflowError
 from stratoflow.filelock import locked
@@ -38,7 +40,7 @@ ADMIN = "admin"
 
 
 def airflow_home() -> Path:
-    return Path(os.environ.get("AIRFLOW_HOME") or "~/airflow").expanduser().resolve()
+    return config_airflow_home()
 
 
 def api_port() -> int:
@@ -94,6 +96,9 @@ def one_trigger_at_a_time() -> Iterator[None]:
 
 
 def airflow_database_url() -> str:
+    mode = production_mode()
+    if mode is not None:
+        return mode.airflow_db_url
     if embedded_db() == "postgres":
         return embedded_pg_url(AIRFLOW_DATABASE)
     return f"sqlite:///{airflow_home() / 'airflow.db'}"
@@ -107,11 +112,13 @@ def write_airflow_cfg(home: Path | None = None, port: int | None = None) -> Path
     # Without shared secrets each component signs task tokens with its own random key
     # and every task fails with "Signature verification failed".
     jwt_secret, secret_key = _secret(home, "jwt_secret"), _secret(home, "secret_key")
+    mode = production_mode()
+    executor = "LocalExecutor" if mode is None else "CeleryExecutor"
     cfg = f"""# Written by `stratoflow up`: the embedded single-machine Airflow.
 [core]
 dags_folder = {REPO / "dags"}
 plugins_folder = {REPO / "plugins"}
-executor = LocalExecutor
+executor = {executor}
 load_examples = False
 dags_are_paused_at_creation = False
 parallelism = 8
@@ -147,6 +154,10 @@ jwt_secret = {jwt_secret}
 [logging]
 base_log_folder = {home / "logs"}
 """
+    if mode is not None:
+        from stratoflow.embedded.production import celery_section
+
+        cfg += celery_section(mode)
     path = home / "airflow.cfg"
     path.write_text(cfg)
     return path
@@ -202,7 +213,14 @@ def is_healthy(timeout: float = 2.0) -> bool:
 
 
 def start_database() -> None:
-    """The embedded PostgreSQL, with Airflow's and the store's databases (no-op on SQLite)."""
+    """The embedded PostgreSQL, with Airflow's and the store's databases (no-op on SQLite);
+    in the production mode, the server's databases and the broker, checked."""
+    mode = production_mode()
+    if mode is not None:
+        from stratoflow.embedded.production import prepare_servers
+
+        prepare_servers(mode)
+        return
     if embedded_db() != "postgres":
         return
     from stratoflow.embedded import database, legacy
@@ -347,7 +365,7 @@ def stop(keep_database: bool = False) -> bool:
     from stratoflow.embedded.supervisor import kill_leftovers
 
     kill_leftovers(airflow_home())
-    if not keep_database and embedded_db() == "postgres":
+    if not keep_database and production_mode() is None and embedded_db() == "postgres":
         from stratoflow.embedded import database
 
         stopped = database.stop() or stopped

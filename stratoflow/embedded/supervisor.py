@@ -23,12 +23,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from stratoflow.embedded import health
 from stratoflow.embedded.health import BACKOFF, FAILED, RUNNING, STOPPED, ComponentHealth
+from stratoflow.embedded.production import ProcessSpec
 
 log = logging.getLogger("stratoflow.supervisor")
 
@@ -39,6 +40,9 @@ BACKOFF_MAX_S = 30.0
 # A process that ran this long before exiting starts its back-off afresh.
 STABLE_AFTER_S = 60.0
 STOP_GRACE_S = 30.0
+# How long a stop waits for the processes to exit on SIGTERM before SIGKILL (the suite
+# sets a few seconds: its Airflows hold nothing a kill could lose).
+STOP_GRACE_ENV = "STRATOFLOW_SUPERVISOR_STOP_GRACE_S"
 MAX_RESTARTS_ENV = "STRATOFLOW_SUPERVISOR_MAX_RESTARTS"
 WINDOW_ENV = "STRATOFLOW_SUPERVISOR_WINDOW_S"
 
@@ -55,6 +59,8 @@ class Component:
     """One supervised thing: an Airflow process we spawn, or the database we watch."""
 
     health: ComponentHealth
+    #: What to run (an Airflow process); None for the database, which is watched.
+    spec: ProcessSpec | None = None
     started_mono: float = 0.0
     next_start: float = 0.0
     streak: int = 0  # exits since it last ran stably: sets the back-off
@@ -78,7 +84,17 @@ def describe_exit(returncode: int | None) -> str:
 
 
 class Supervisor:
-    def __init__(self, airflow_home: Path, database: str, airflow_bin: str, env: dict[str, str]):
+    def __init__(
+        self,
+        airflow_home: Path,
+        database: str,
+        airflow_bin: str,
+        env: dict[str, str],
+        extra: Sequence[ProcessSpec] = (),
+    ):
+        """``database``: ``postgres`` (the embedded server, watched and restarted),
+        ``sqlite``, or ``server`` (the production mode's: not ours to watch); ``extra``:
+        processes beside Airflow's four (the production mode's Celery workers)."""
         self.home = airflow_home
         self.database = database
         self.airflow_bin = airflow_bin
@@ -86,8 +102,9 @@ class Supervisor:
         self.max_restarts = _int_env(MAX_RESTARTS_ENV, 5)
         self.window_s = _int_env(WINDOW_ENV, 600)
         self.stopping = False
-        names = (["postgres"] if database == "postgres" else []) + list(AIRFLOW_COMPONENTS)
-        self.components = [Component(ComponentHealth(name)) for name in names]
+        specs = [ProcessSpec(name, (name,)) for name in AIRFLOW_COMPONENTS] + list(extra)
+        self.components = [Component(ComponentHealth("postgres"))] if database == "postgres" else []
+        self.components += [Component(ComponentHealth(p.name), p) for p in specs]
         self.report = health.HealthReport(
             os.getpid(), health.now_iso(), database, [c.health for c in self.components]
         )
@@ -110,14 +127,20 @@ class Supervisor:
     # ---- Airflow processes ------------------------------------------------------------
 
     def _spawn(self, comp: Component) -> None:
+        assert comp.spec is not None
+        argv = [self.airflow_bin, *comp.spec.args]
+        if comp.spec.isolated:
+            # Its own PID namespace: it sees none of the other processes, as a separate
+            # container would not (--kill-child: it dies with unshare).
+            argv = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *argv]
         out = open(self.logs / f"{comp.name}.log", "ab")  # noqa: SIM115 - the child owns it
         try:
             comp.proc = subprocess.Popen(
-                [self.airflow_bin, comp.name],
+                argv,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env=self.env,
+                env={**self.env, **comp.spec.env},
                 start_new_session=True,
             )
         finally:
@@ -129,7 +152,7 @@ class Supervisor:
 
     def _start(self, comp: Component) -> None:
         try:
-            if comp.name == "postgres":
+            if comp.spec is None:  # the database
                 self._start_database(comp)
             else:
                 self._spawn(comp)
@@ -145,7 +168,7 @@ class Supervisor:
 
     def _exit_of(self, comp: Component) -> str | None:
         """How the component ended, or None while it runs."""
-        if comp.name == "postgres":
+        if comp.spec is None:  # the database
             return None if self._database_pid() else "the server is not running"
         assert comp.proc is not None
         code = comp.proc.poll()
@@ -176,7 +199,7 @@ class Supervisor:
         self._publish()
 
     def _log_of(self, comp: Component) -> Path:
-        if comp.name == "postgres":
+        if comp.spec is None:  # the database
             from stratoflow.embedded import database
 
             return database.log_path()
@@ -191,7 +214,7 @@ class Supervisor:
     def run(self) -> None:
         kill_leftovers(self.home)
         for comp in self.components:
-            if comp.name == "postgres" and (pid := self._database_pid()):
+            if comp.spec is None and (pid := self._database_pid()):
                 comp.health.pid, comp.health.state = pid, RUNNING
                 comp.health.since, comp.started_mono = health.now_iso(), time.monotonic()
                 continue
@@ -214,7 +237,7 @@ class Supervisor:
         airflow = [c for c in self.components if c.proc is not None]
         for comp in airflow:
             _signal_groups(_live_groups(comp.health), signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
+        deadline = time.monotonic() + _int_env(STOP_GRACE_ENV, int(STOP_GRACE_S))
         for comp in airflow:
             assert comp.proc is not None
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -291,7 +314,7 @@ def lock_path(airflow_home: Path) -> Path:
 
 def main() -> int:
     from stratoflow import embedded
-    from stratoflow.config import embedded_db
+    from stratoflow.config import embedded_db, production
 
     home = embedded.airflow_home()
     logging.basicConfig(
@@ -305,7 +328,15 @@ def main() -> int:
     except BlockingIOError:
         log.error("another supervisor runs for %s", home)
         return 3
-    sup = Supervisor(home, embedded_db(), embedded.airflow_bin(), embedded.venv_env())
+    mode = production()
+    if mode is None:
+        sup = Supervisor(home, embedded_db(), embedded.airflow_bin(), embedded.venv_env())
+    else:
+        from stratoflow.embedded.production import worker_specs
+
+        sup = Supervisor(
+            home, "server", embedded.airflow_bin(), embedded.venv_env(), worker_specs(mode)
+        )
 
     def stop(signum: int, _frame: object) -> None:
         log.info("%s received: stopping", signal.Signals(signum).name)

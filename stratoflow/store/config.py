@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import os
 
-from stratoflow.config import HOME_ENV, embedded_db, embedded_pg_url, stratoflow_home
+from stratoflow.config import (
+    HOME_ENV,
+    embedded_db,
+    embedded_pg_url,
+    production,
+    stratoflow_home,
+)
 
 STORE_URL_ENV = "STRATOFLOW_STORE_URL"
 EMBEDDED_STORE_DATABASE = "stratoflow"
@@ -18,6 +24,9 @@ def default_store_url() -> str:
     url = os.environ.get(STORE_URL_ENV)
     if url:
         return url
+    mode = production()
+    if mode is not None:
+        return mode.store_url
     if embedded_db() == "postgres":
         return embedded_pg_url(EMBEDDED_STORE_DATABASE)
     return sqlite_store_url()
