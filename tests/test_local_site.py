@@ -12,7 +12,8 @@ from stratoflow.errors import ChecksumMismatch, SiteError, StagingError
 from stratoflow.sites.base import HostRequest, JobSpec
 from stratoflow.sites.checksums import file_checksums
 from stratoflow.sites.local import LocalCompute, LocalStorage
-from stratoflow.sites.local.runner import alive
+from stratoflow.sites.local import runner as runner_module
+from stratoflow.sites.local.runner import visible
 from stratoflow.sites.sandbox import read_json
 from stratoflow.store import Store
 
@@ -189,9 +190,74 @@ def test_lost_runner_is_reported_and_its_job_killed(site, alloc):
     st = wait(site, alloc, handle)
     assert st.state == "failed" and st.reason.startswith("runner lost")
     time.sleep(0.2)
-    assert not alive(job)
+    assert not visible(job)
     # A new start runs a fresh attempt rather than adopting the dead one.
     assert site.start_job(alloc, JobSpec("lost", 0, py("pass"))).endswith("attempt-2")
+
+
+# A Celery worker in a container of its own: the job is started in another PID namespace,
+# which this process (a triggerer, another worker) cannot see in /proc.
+IN_NAMESPACE = """
+import json, sys, time
+from stratoflow.sites.base import Allocation, JobSpec
+from stratoflow.sites.local import LocalCompute
+config, alloc, job = (json.loads(a) for a in sys.argv[1:])
+site = LocalCompute("local", config)
+print(site.start_job(Allocation(**alloc), JobSpec(**job)), flush=True)
+time.sleep(600)  # the namespace's PID 1: its processes live as long as it does
+"""
+
+
+def start_in_another_namespace(site, alloc, job: dict):
+    import json
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare(1) for a PID namespace")
+    proc = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", sys.executable, "-c"]
+        + [IN_NAMESPACE, json.dumps(site.config), json.dumps(alloc.to_dict()), json.dumps(job)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    handle = proc.stdout.readline().strip()
+    assert handle, "the job did not start in its namespace"
+    return proc, handle
+
+
+def test_a_job_in_another_pid_namespace_is_followed_cancelled_and_lost(site, alloc, monkeypatch):
+    quick = {"step": "ns", "index": 0, "command": py("import time\ntime.sleep(2)")}
+    proc, handle = start_in_another_namespace(site, alloc, quick)
+    try:
+        job = read_json(Path(alloc.workdir) / "jobs/ns/0/attempt-1/runner.json")
+        assert not visible(job)  # its pid means nothing here: the heartbeat tells
+        assert site.job_status(alloc, handle).state == "running"
+        assert site.start_job(alloc, JobSpec("ns", 0, quick["command"])) == handle  # adopted
+        assert wait(site, alloc, handle, timeout=30).state == "succeeded"
+
+        slow = {"step": "slow", "index": 0, "command": py("import time\ntime.sleep(60)")}
+        other, cancelled = start_in_another_namespace(site, alloc, slow)
+        try:
+            site.cancel_job(alloc, cancelled)  # only the marker reaches it
+            assert wait(site, alloc, cancelled, timeout=10).reason == "cancelled"
+        finally:
+            os.killpg(other.pid, signal.SIGKILL)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+    # A worker whose container dies takes its jobs with it: once the heartbeat is older
+    # than the lease, the attempt is lost and a retry starts afresh.
+    monkeypatch.setattr(runner_module, "LEASE_S", 2.0)
+    dying = {"step": "dying", "index": 0, "command": py("import time\ntime.sleep(60)")}
+    ns, lost = start_in_another_namespace(site, alloc, dying)
+    assert site.job_status(alloc, lost).state == "running"
+    os.killpg(ns.pid, signal.SIGKILL)
+    ns.wait(timeout=10)
+    st = wait(site, alloc, lost, timeout=10)
+    assert st.state == "failed" and st.reason.startswith("runner lost")
+    assert site.start_job(alloc, JobSpec("dying", 0, py("pass"))).endswith("attempt-2")
 
 
 def test_capacity_is_shared_between_deployments(site, store, tmp_path):
@@ -226,11 +292,11 @@ def test_teardown_kills_jobs_removes_everything_and_is_idempotent(site, store):
     while not (attempt / "job.json").exists() and time.time() < deadline:
         time.sleep(0.05)
     job, runner = read_json(attempt / "job.json"), read_json(attempt / "runner.json")
-    assert handle and alive(job)
+    assert handle and visible(job)
 
     site.teardown("dep-t", store, a)
     time.sleep(0.2)
-    assert not alive(job) and not alive(runner)
+    assert not visible(job) and not visible(runner)
     assert not Path(a.workdir).exists()
     assert store.resources("dep-t") == []
     assert store.reserved("local")["cores"] == 0

@@ -1,7 +1,9 @@
 """The production mode, started as a user starts it (`stratoflow up --production`): the
-CeleryExecutor with two Celery workers, Airflow's database and the store on the local
-PostgreSQL server, Redis as the broker; a campaign submitted with the CLI runs on the
-workers, and `stratoflow down` stops every process and leaves the servers running."""
+CeleryExecutor with two Celery workers (as root, each in a PID namespace of its own, as
+separate containers), Airflow's database and the store on the local PostgreSQL server,
+Redis as the broker; a campaign submitted with the CLI runs on the workers, its jobs
+followed across namespaces, and `stratoflow down` stops every process and leaves the
+servers running."""
 
 from __future__ import annotations
 
@@ -78,7 +80,11 @@ def production(tmp_path_factory):
         mp.delenv("STRATOFLOW_PLANS_DIR", raising=False)
         mp.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
         try:
-            up = cli("up", "--production", "--workers", "2", timeout=400)
+            # Each worker in a PID namespace of its own when this runs as root, as
+            # separate containers: a job one starts is followed by the triggerer and
+            # torn down by the other through its heartbeat and cancel marker.
+            isolate = ["--isolate-workers"] if os.geteuid() == 0 else []
+            up = cli("up", "--production", "--workers", "2", *isolate, timeout=400)
             assert up.returncode == 0, up.stdout + up.stderr
             yield {"home": home, "prefix": prefix, "broker": broker, "up": up.stdout}
         finally:
@@ -118,6 +124,14 @@ def test_a_campaign_runs_on_the_celery_workers(production):
             "celery-worker-2",
         )
     }, running
+
+    if os.geteuid() == 0:  # each worker sees only its own PID namespace, as a container
+        namespaces = set()
+        for name in ("celery-worker-1", "celery-worker-2"):
+            (pid,) = [c.pid for c in report.components if c.name == name]  # unshare's
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            namespaces |= {os.stat(f"/proc/{child}/ns/pid").st_ino for child in children}
+        assert len(namespaces) == 2 and os.stat("/proc/self/ns/pid").st_ino not in namespaces
 
     done = cli("submit", str(LINE_COUNT), "--wait")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -35,7 +35,7 @@ from stratoflow.sites.base import (
 )
 from stratoflow.sites.files import safe_name
 from stratoflow.sites.local.config import LocalConfig
-from stratoflow.sites.local.runner import alive, kill_group, proc_start_time
+from stratoflow.sites.local.runner import LEASE_S, identity, kill_group, runner_alive, visible
 from stratoflow.sites.sandbox import (
     JobSlot,
     parse_handle,
@@ -189,16 +189,26 @@ class LocalCompute(Compute):
             ledger.mark_resource_deleted(r.key)
 
     def _kill_all(self, sandbox: Path) -> None:
+        elsewhere = []
         for attempt in sandbox.glob("jobs/*/*/attempt-*"):
             if (attempt / "status.json").exists():
                 continue
             (attempt / "cancel").touch()
             runner = read_json(attempt / "runner.json")
-            if alive(runner):  # first the supervisor, so it cannot commit anything
+            if visible(runner):  # first the supervisor, so it cannot commit anything
                 kill_group(int(runner["pid"]), signal.SIGKILL)
+            elif runner_alive(attempt):
+                elsewhere.append(attempt)  # another namespace's: only its cancel marker reaches it
             job = read_json(attempt / "job.json")
-            if alive(job):
+            if visible(job):
                 kill_group(int(job["pid"]), signal.SIGKILL)
+        # Their runners kill their jobs on the marker; the sandbox goes once they have.
+        deadline = time.time() + self.cfg.kill_grace_s + LEASE_S
+        while elsewhere and time.time() < deadline:
+            elsewhere = [
+                a for a in elsewhere if not (a / "status.json").exists() and runner_alive(a)
+            ]
+            time.sleep(0.1)
         _reap()
 
     # ---- jobs ---------------------------------------------------------------------
@@ -216,7 +226,7 @@ class LocalCompute(Compute):
             if numbers:
                 last = slot.attempt(numbers[-1])
                 if not (last / "status.json").exists():
-                    if alive(read_json(last / "runner.json")):
+                    if runner_alive(last):
                         return slot.handle(numbers[-1])  # adopt the live attempt
                     self._lost(last)
             n = (numbers[-1] if numbers else 0) + 1
@@ -258,9 +268,7 @@ class LocalCompute(Compute):
                     close_fds=True,
                 )
             _children[proc.pid] = proc
-            write_json_atomic(
-                attempt / "runner.json", {"pid": proc.pid, "start": proc_start_time(proc.pid)}
-            )
+            write_json_atomic(attempt / "runner.json", identity(proc.pid))
             return slot.handle(n)
 
     def _attempt(self, alloc: Allocation, handle: str) -> tuple[Path | None, Path]:
@@ -269,7 +277,7 @@ class LocalCompute(Compute):
     def _lost(self, attempt: Path) -> dict[str, Any]:
         """Record a runner that died without a verdict (host reboot, OOM killer, kill -9)."""
         job = read_json(attempt / "job.json")
-        if alive(job):
+        if visible(job):
             kill_group(int(job["pid"]), signal.SIGKILL)
         shutil.rmtree(attempt / "out.tmp", ignore_errors=True)
         status = read_json(attempt / "status.json")  # it may have finished meanwhile
@@ -296,7 +304,7 @@ class LocalCompute(Compute):
             return JobStatus(handle, "failed", reason="committed output is missing")
         status = read_json(attempt / "status.json")
         if status is None:
-            if alive(read_json(attempt / "runner.json")):
+            if runner_alive(attempt):
                 return JobStatus(handle, "running")
             _reap()
             status = self._lost(attempt)
@@ -326,11 +334,11 @@ class LocalCompute(Compute):
             return
         (attempt / "cancel").touch()  # the runner escalates TERM -> KILL and records it
         job = read_json(attempt / "job.json")
-        if alive(job):
+        if visible(job):
             kill_group(int(job["pid"]), signal.SIGTERM)
         deadline = time.time() + self.cfg.kill_grace_s + 2
         while time.time() < deadline and not (attempt / "status.json").exists():
-            if not alive(read_json(attempt / "runner.json")):
+            if not runner_alive(attempt):
                 self._lost(attempt)
                 break
             time.sleep(0.05)

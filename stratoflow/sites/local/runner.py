@@ -19,6 +19,7 @@ low enough to stop a runaway before it takes the machine. Both report "memory li
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import resource
@@ -60,11 +61,65 @@ def proc_start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
-def alive(info: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
+# The runner beats (touches HEARTBEAT) this often. A process in another PID namespace (a
+# Celery worker in its own container, the triggerer) cannot see it in /proc, so it counts
+# the runner alive until LEASE_S after its last beat, and stops it through the cancel marker.
+HEARTBEAT = "heartbeat"
+HEARTBEAT_S = 1.0
+LEASE_S = 10.0
+
+
+@functools.cache  # a process never changes its own PID namespace or boot
+def _namespace() -> tuple[int, str]:
+    """This process's PID namespace and boot: where a recorded pid means something."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    return os.stat("/proc/self/ns/pid").st_ino, boot
+
+
+def identity(pid: int) -> dict[str, Any]:
+    """What runner.json and job.json record of a process this one started."""
+    pidns, boot = _namespace()
+    return {"pid": pid, "start": proc_start_time(pid), "pidns": pidns, "boot": boot}
+
+
+def visible(info: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
+    """The recorded process runs, in this PID namespace: it can be signalled from here.
+    (Records without a namespace predate it and were written in this one.)"""
     if not info or "pid" not in info:
+        return False
+    pidns, boot = _namespace()
+    if info.get("pidns", pidns) != pidns or info.get("boot", boot) != boot:
         return False
     start = proc_start_time(int(info["pid"]))
     return start is not None and start == info.get("start")
+
+
+def runner_alive(attempt: Path) -> bool:
+    """Whether the attempt's runner still runs: seen in /proc when it was started in this
+    PID namespace, else by its heartbeat (runner.json's own time until its first beat)."""
+    info = read_record(attempt / "runner.json")
+    if not info or "pid" not in info:
+        return False
+    pidns, boot = _namespace()
+    if info.get("pidns", pidns) == pidns and info.get("boot", boot) == boot:
+        return visible(info)
+    beats = []
+    for name in (HEARTBEAT, "runner.json"):
+        try:
+            beats.append((attempt / name).stat().st_mtime)
+        except FileNotFoundError:
+            continue
+    return bool(beats) and time.time() - max(beats) < LEASE_S
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def group_rss(pgid: int) -> int:
@@ -147,12 +202,14 @@ def run(spec_path: Path) -> dict[str, Any]:
             except OSError as e:
                 log.write(f"cannot start {spec['command']!r}: {e}\n".encode())
                 return finish(spec, attempt, started, 127, None, f"cannot start command: {e}")
-            write_json_atomic(
-                attempt / "job.json", {"pid": child.pid, "start": proc_start_time(child.pid)}
-            )
+            write_json_atomic(attempt / "job.json", identity(child.pid))
             deadline = started + timeout
             interval = 0.05
+            beat = 0.0
             while (rc := child.poll()) is None:
+                if time.time() - beat >= HEARTBEAT_S:
+                    (attempt / HEARTBEAT).touch()
+                    beat = time.time()
                 rss = group_rss(child.pid)
                 peak = max(peak, rss)
                 if cause is None:
