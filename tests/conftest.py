@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -179,10 +181,38 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def airflow_home_env(home: Path, sites: Path, port: int, **extra: str) -> Iterator[dict[str, str]]:
+    """This process's environment for an Airflow home of the tests (and whatever it starts),
+    set for the duration."""
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "STRATOFLOW_HOME": str(home / "stratoflow"),
+        "STRATOFLOW_SITES": str(sites),
+        # Its catalogue declares no storage endpoint: no lifecycle policy applies (the
+        # shipped ones would fail to load); tests of policies bring their own.
+        "STRATOFLOW_POLICIES": str(home / "no-policies"),
+        "STRATOFLOW_AIRFLOW_PORT": str(port),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        # Retries after 1 s, 2 s, ... instead of 5 s, 10 s: the failure paths run as in
+        # production, only sooner.
+        "STRATOFLOW_RETRY_DELAY_S": "1",
+        # A module's Airflow is killed 3 s after asking it to stop (it kept the suite
+        # waiting up to 13 s per module); nothing in it outlives the module.
+        "STRATOFLOW_SUPERVISOR_STOP_GRACE_S": "3",
+        **extra,
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        mp.delenv("STRATOFLOW_STORE_URL", raising=False)
+        mp.delenv("STRATOFLOW_PLANS_DIR", raising=False)
+        mp.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+        yield env
+
+
 @pytest.fixture(scope="session")
 def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    import sys
-
     home = tmp_path_factory.mktemp("airflow_home")
     sites = home / "sites.yaml"
     roots = f"    allowed_roots: ['{{include}}', '{TEST_TEMPLATES}']\n"
@@ -200,28 +230,7 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         "    queue_timeout_s: 12\n    takes_overflow: false\n"
     )
     port = free_port()
-    env = {
-        "AIRFLOW_HOME": str(home),
-        "STRATOFLOW_HOME": str(home / "stratoflow"),
-        "STRATOFLOW_SITES": str(sites),
-        # Its catalogue declares no storage endpoint: no lifecycle policy applies (the
-        # shipped ones would fail to load); tests of policies bring their own.
-        "STRATOFLOW_POLICIES": str(home / "no-policies"),
-        "STRATOFLOW_AIRFLOW_PORT": str(port),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        # Retries after 1 s, 2 s, ... instead of 5 s, 10 s: the failure paths run as in
-        # production, only sooner.
-        "STRATOFLOW_RETRY_DELAY_S": "1",
-        # A module's Airflow is killed 3 s after asking it to stop (it kept the suite
-        # waiting up to 13 s per module); nothing in it outlives the module.
-        "STRATOFLOW_SUPERVISOR_STOP_GRACE_S": "3",
-    }
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        mp.delenv("STRATOFLOW_STORE_URL", raising=False)
-        mp.delenv("STRATOFLOW_PLANS_DIR", raising=False)
-        mp.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+    with airflow_home_env(home, sites, port) as env:
         from stratoflow import embedded
         from stratoflow.embedded import database
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEST_TEMPLATES, free_port
+from tests.conftest import TEST_TEMPLATES, airflow_home_env, free_port
 
 pytestmark = [pytest.mark.airflow, pytest.mark.postgres]
 
@@ -61,24 +61,11 @@ def production(tmp_path_factory):
     prefix = f"sf_prod_{secrets.token_hex(4)}"
     broker = f"redis://127.0.0.1:6379/{random.randint(1, 15)}"
     servers_or_skip(broker)
-    env = {
-        "AIRFLOW_HOME": str(home),
-        "STRATOFLOW_HOME": str(home / "stratoflow"),
-        "STRATOFLOW_SITES": str(sites),
-        "STRATOFLOW_POLICIES": str(home / "no-policies"),
-        "STRATOFLOW_AIRFLOW_PORT": str(free_port()),
-        "STRATOFLOW_RETRY_DELAY_S": "1",
+    extra = {
         "STRATOFLOW_PRODUCTION_PREFIX": prefix,
         "STRATOFLOW_CELERY_BROKER_URL": broker,
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "STRATOFLOW_SUPERVISOR_STOP_GRACE_S": "3",
     }
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        mp.delenv("STRATOFLOW_STORE_URL", raising=False)
-        mp.delenv("STRATOFLOW_PLANS_DIR", raising=False)
-        mp.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+    with airflow_home_env(home, sites, free_port(), **extra):
         try:
             # Each worker in a PID namespace of its own when this runs as root, as
             # separate containers: a job one starts is followed by the triggerer and
