@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +18,12 @@ from stratoflow.triggers.job import JobTrigger
 
 class JobFailed(StratoflowError):
     pass
+
+
+# A job that ends within this long is waited for in the task: deferring costs a second task
+# process and a trigger round trip, seconds more than a short job itself takes
+# (bench/overhead.py). Longer jobs free the worker slot and wait in the triggerer.
+IN_TASK_WAIT_S = 3.0
 
 
 class JobOperator(StratoflowOperator):
@@ -52,7 +59,12 @@ class JobOperator(StratoflowOperator):
         handle = compute.start_job(alloc, spec)
         self.log.info("job %s[%d] started at %s: %s", spec.step, spec.index, alloc.site, handle)
         status = compute.job_status(alloc, handle)
-        if status.done:  # adopted a job that already finished (e.g. a lost worker's)
+        deadline, pause = time.monotonic() + IN_TASK_WAIT_S, 0.05
+        while not status.done and time.monotonic() < deadline:
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+            status = compute.job_status(alloc, handle)
+        if status.done:  # a short job, or an adopted one that had finished
             return self._finish(context, alloc, status)
         self.defer(
             trigger=JobTrigger(site=alloc.site, alloc=alloc.to_dict(), handle=handle),
