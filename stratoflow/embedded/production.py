@@ -95,26 +95,26 @@ def prepare_servers(mode: Production) -> None:
     from sqlalchemy import create_engine, text
     from sqlalchemy.pool import NullPool
 
-    for url in (mode.airflow_db_url, mode.store_url):
-        u = make_url(url)
-        admin = create_engine(
-            u.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool
-        )
-        try:
-            with admin.connect() as conn:
+    # Both databases are on one server (configure() makes them so): one connection.
+    urls = [make_url(u) for u in (mode.airflow_db_url, mode.store_url)]
+    server = urls[0].set(database="postgres")
+    admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            for u in urls:
                 found = conn.execute(
                     text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": u.database}
                 ).first()
                 if found is None:
                     conn.execute(text(f'CREATE DATABASE "{u.database}"'))
-        except Exception as e:
-            raise ProductionError(
-                f"the PostgreSQL server at {u.render_as_string(hide_password=True)} cannot be"
-                f" used ({type(e).__name__}: {str(e).strip().splitlines()[0]}); start it, or"
-                f" set {SERVER_ENV}"
-            ) from None
-        finally:
-            admin.dispose()
+    except Exception as e:
+        raise ProductionError(
+            f"the PostgreSQL server at {server.render_as_string(hide_password=True)} cannot be"
+            f" used ({type(e).__name__}: {str(e).strip().splitlines()[0]}); start it, or"
+            f" set {SERVER_ENV}"
+        ) from None
+    finally:
+        admin.dispose()
     import redis
 
     try:

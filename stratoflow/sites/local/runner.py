@@ -35,6 +35,7 @@ from stratoflow.filelock import locked
 from stratoflow.sites.sandbox import (
     THREAD_VARS,
     build_argv,
+    read_json,
     tail,
     write_json_atomic,
 )
@@ -85,13 +86,16 @@ def identity(pid: int) -> dict[str, Any]:
     return {"pid": pid, "start": proc_start_time(pid), "pidns": pidns, "boot": boot}
 
 
-def visible(info: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
-    """The recorded process runs, in this PID namespace: it can be signalled from here.
-    (Records without a namespace predate it and were written in this one.)"""
-    if not info or "pid" not in info:
-        return False
+def _recorded_here(info: dict[str, Any]) -> bool:
+    """The record was written in this PID namespace and boot, so its pid means something
+    here. (Records without a namespace predate it and were written in this one.)"""
     pidns, boot = _namespace()
-    if info.get("pidns", pidns) != pidns or info.get("boot", boot) != boot:
+    return info.get("pidns", pidns) == pidns and info.get("boot", boot) == boot
+
+
+def visible(info: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
+    """The recorded process runs, in this PID namespace: it can be signalled from here."""
+    if not info or "pid" not in info or not _recorded_here(info):
         return False
     start = proc_start_time(int(info["pid"]))
     return start is not None and start == info.get("start")
@@ -100,11 +104,10 @@ def visible(info: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
 def runner_alive(attempt: Path) -> bool:
     """Whether the attempt's runner still runs: seen in /proc when it was started in this
     PID namespace, else by its heartbeat (runner.json's own time until its first beat)."""
-    info = read_record(attempt / "runner.json")
+    info = read_json(attempt / "runner.json")
     if not info or "pid" not in info:
         return False
-    pidns, boot = _namespace()
-    if info.get("pidns", pidns) == pidns and info.get("boot", boot) == boot:
+    if _recorded_here(info):
         return visible(info)
     beats = []
     for name in (HEARTBEAT, "runner.json"):
@@ -113,13 +116,6 @@ def runner_alive(attempt: Path) -> bool:
         except FileNotFoundError:
             continue
     return bool(beats) and time.time() - max(beats) < LEASE_S
-
-
-def read_record(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
 
 
 def group_rss(pgid: int) -> int:
