@@ -9,6 +9,10 @@ half through Stratoflow's ``POST /stratoflow/deployments`` and half through Airf
 supervisor's health report if an Airflow process is down for good.
 
     .venv/bin/python bench/embedded_burst.py [--submissions 50] [--clients 8] [--keep]
+    .venv/bin/python bench/embedded_burst.py --production   # Celery, 2 workers
+
+``--production`` runs the same on the production mode (CeleryExecutor and two workers, on
+this machine's PostgreSQL and Redis, in databases of its own that it drops at the end).
 
 Last line: ``submissions=50 http_5xx=.. completed=.. process_exits=.. accept_p50_ms=..
 accept_p99_ms=.. makespan_s=.. single_s=.. ratio_vs_serial=..``.
@@ -39,6 +43,7 @@ def main() -> int:
     ap.add_argument("--submissions", type=int, default=50)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--keep", action="store_true", help="keep the Airflow home")
+    ap.add_argument("--production", action="store_true", help="on the production mode")
     args = ap.parse_args()
     # Run in the background, SIGINT is ignored: make SIGTERM stop the embedded Airflow too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -47,10 +52,15 @@ def main() -> int:
     import httpx
 
     from stratoflow import embedded
+    from stratoflow.embedded import production as production_mode
     from stratoflow.registration import catalogue_dir, register, register_catalogue
     from stratoflow.store import Store, deployment_id_for
     from stratoflow.submit import check_progress_possible, client, submit
 
+    mode = None
+    if args.production:
+        mode = production_mode.configure(workers=2, prefix=f"sf_burst_{uuid.uuid4().hex[:8]}")
+        print(production_mode.describe(mode), flush=True)
     started = time.monotonic()
     embedded.start_database()
     register_catalogue()
@@ -146,9 +156,14 @@ def main() -> int:
         wait_all(ids, timeout=120 + 90 * args.submissions)
         makespan = time.monotonic() - burst_start
         completed = sum(store.get_deployment(i).status.value == "CREATE_COMPLETE" for i in ids)
+        # Each submission is in the store once: no deployment twice, none missing.
+        listed = [d.id for d in store.list_deployments(limit=10 * args.submissions)]
+        store_once = sorted(listed) == sorted({single, *ids}) and len(ids) == args.submissions
         exits = restarts() - exits_at_start
     finally:
         embedded.stop()
+        if mode is not None and not args.keep:
+            production_mode.drop_databases(mode)
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
     latencies = [s * 1000 for s, _, _ in accepted]
@@ -164,13 +179,16 @@ def main() -> int:
     if other:
         print(f"refused with: {other}")
     print(
-        f"submissions={args.submissions} http_5xx={http_5xx} completed={completed}"
+        f"mode={'production' if mode else 'embedded'}"
+        f" submissions={args.submissions} http_5xx={http_5xx} completed={completed}"
         f" process_exits={exits} accept_p50_ms={percentile(latencies, 50):.0f}"
         f" accept_p99_ms={percentile(latencies, 99):.0f} makespan_s={makespan:.1f}"
         f" submit_window_s={window_s:.1f} single_s={single_s:.1f}"
         f" ratio_vs_serial={makespan / (args.submissions * single_s):.2f} up_s={up_s:.1f}"
+        f" store_once={str(store_once).lower()}"
     )
     ok = completed == args.submissions and http_5xx == 0 and exits == 0 and not other
+    ok = ok and store_once
     return 0 if ok else 1
 
 

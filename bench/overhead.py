@@ -109,6 +109,8 @@ def main() -> int:
         subprocess.run([*cli, "up", "--production", "--workers", "2"], check=True)
 
     from stratoflow import embedded
+    from stratoflow.config import production
+    from stratoflow.embedded.production import drop_databases
     from stratoflow.registration import register
     from stratoflow.submit import check_progress_possible, client, submit
 
@@ -145,9 +147,10 @@ def main() -> int:
                 flush=True,
             )
     finally:
-        if args.celery:
+        mode = production()
+        if mode is not None:
             subprocess.run([*cli, "down"], check=False)
-            _drop(prefix)
+            drop_databases(mode)
         else:
             embedded.stop()
         if not args.keep:
@@ -167,21 +170,6 @@ def main() -> int:
         fields["tasks_per_s_celery"] = f"{args.jobs / campaign:.2f}"
     print(" ".join(f"{k}={v}" for k, v in fields.items()))
     return 0
-
-
-def _drop(prefix: str) -> None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
-
-    from stratoflow.embedded.production import DEFAULT_SERVER
-
-    admin = create_engine(
-        f"{DEFAULT_SERVER}/postgres", isolation_level="AUTOCOMMIT", poolclass=NullPool
-    )
-    with admin.connect() as conn:
-        for name in ("airflow", "store"):
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{prefix}_{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 if __name__ == "__main__":

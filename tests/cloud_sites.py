@@ -94,26 +94,39 @@ OS_PASSWORD = "os-dagrun-password-71c2"
 OS_CONN_ID = "stratoflow_os_dagrun"
 
 
-@contextmanager
-def openstack_site(airflow_env: dict[str, str], name: str = "cloud") -> Iterator[Any]:
-    """Site ``name`` (kind openstack) in the catalogue, served by a FakeOpenStack whose VMs
-    run the agent. Yields the fake."""
-    from tests.fakes.openstack_server import FakeOpenStack
-
-    fake = FakeOpenStack(seed=3).start()
-    fake.users.add(("alice", OS_PASSWORD))
+def openstack_entry(
+    fake: Any, name: str = "cloud", poll_interval_s: float = 0.1
+) -> tuple[str, dict]:
+    """Site ``name`` (kind openstack) served by ``fake``: its catalogue entry (YAML lines)
+    and its Airflow connections."""
     entry = (
         f"  - name: {name}\n    kind: openstack\n"
         f"    conn_id: {OS_CONN_ID}\n    image: ubuntu-22.04\n    network: private\n"
         "    public_network: public\n"
-        "    poll_interval_s: 0.1\n    retry_backoff_s: 0.05\n    boot_timeout_s: 60\n"
-        "    allowed_roots: ['{include}']\n"
+        f"    poll_interval_s: {poll_interval_s}\n    retry_backoff_s: 0.05\n"
+        "    boot_timeout_s: 60\n    allowed_roots: ['{include}']\n"
     )
     extra = {"project_name": "demo", "user_domain_name": "Default", "region_name": "RegionOne"}
     conn = {"conn_type": "openstack", "host": fake.auth_url, "login": "alice"}
     conn |= {"password": OS_PASSWORD, "extra": extra}
+    return entry, {OS_CONN_ID: conn}
+
+
+def fake_openstack() -> Any:
+    from tests.fakes.openstack_server import FakeOpenStack
+
+    fake = FakeOpenStack(seed=3).start()
+    fake.users.add(("alice", OS_PASSWORD))
+    return fake
+
+
+@contextmanager
+def openstack_site(airflow_env: dict[str, str], name: str = "cloud") -> Iterator[Any]:
+    """Site ``name`` (kind openstack) in the catalogue, served by a FakeOpenStack whose VMs
+    run the agent. Yields the fake."""
+    fake = fake_openstack()
     try:
-        with site_in_catalogue(airflow_env, entry, {OS_CONN_ID: conn}):
+        with site_in_catalogue(airflow_env, *openstack_entry(fake, name)):
             yield fake
     finally:
         fake.stop()

@@ -3,25 +3,41 @@ CeleryExecutor with two Celery workers (as root, each in a PID namespace of its 
 separate containers), Airflow's database and the store on the local PostgreSQL server,
 Redis as the broker; a campaign submitted with the CLI runs on the workers, its jobs
 followed across namespaces, and `stratoflow down` stops every process and leaves the
-servers running."""
+servers running.
+
+Then it survives its own processes dying, as a site's would: the scheduler and the Celery
+worker that runs a fill task are SIGKILLed together (the worker's whole PID namespace, as a
+container that dies), and the triggerer while a VM's boot is deferred to it. The
+supervisor restarts each; the campaign completes with the histogram computed straight from
+the data, each output once, and nothing left after the reaper."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import secrets
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from tests.cloud_sites import fake_openstack, histogram, openstack_entry
 from tests.conftest import TEST_TEMPLATES, airflow_home_env, free_port
 
 pytestmark = [pytest.mark.airflow, pytest.mark.postgres]
 
 CLI = [sys.executable, "-m", "stratoflow.cli"]
 LINE_COUNT = TEST_TEMPLATES / "dag" / "line_count.yaml"
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "include" / "templates" / "dimuon_campaign.yaml"
+# A worker that dies leaves its tasks "running" in Airflow's database until their heartbeat
+# is this old (60 s in the production mode): then they fail and are retried. Shorter here,
+# for the suite's time.
+HEARTBEAT_TIMEOUT_S = 20
 PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 
 
@@ -53,10 +69,13 @@ def cli(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def production(tmp_path_factory):
     home = tmp_path_factory.mktemp("production_home")
+    # A VM boot waits in the triggerer on poll_interval_s; the fake holds it while told to.
+    cloud = fake_openstack()
+    entry, connections = openstack_entry(cloud, "cloud", poll_interval_s=0.5)
     sites = home / "sites.yaml"
     sites.write_text(
         "sites:\n  - name: local\n    kind: local\n    cores: 2\n    memory: auto\n"
-        f"    allowed_roots: ['{{include}}', '{TEST_TEMPLATES}']\n"
+        f"    allowed_roots: ['{{include}}', '{TEST_TEMPLATES}']\n" + entry
     )
     prefix = f"sf_prod_{secrets.token_hex(4)}"
     broker = f"redis://127.0.0.1:6379/{random.randint(1, 15)}"
@@ -64,7 +83,12 @@ def production(tmp_path_factory):
     extra = {
         "STRATOFLOW_PRODUCTION_PREFIX": prefix,
         "STRATOFLOW_CELERY_BROKER_URL": broker,
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
+        **{f"AIRFLOW_CONN_{c.upper()}": json.dumps(conn) for c, conn in connections.items()},
     }
+    from stratoflow.config import production as production_mode
+    from stratoflow.embedded.production import drop_databases
+
     with airflow_home_env(home, sites, free_port(), **extra):
         try:
             # Each worker in a PID namespace of its own when this runs as root, as
@@ -73,24 +97,20 @@ def production(tmp_path_factory):
             isolate = ["--isolate-workers"] if os.geteuid() == 0 else []
             up = cli("up", "--production", "--workers", "2", *isolate, timeout=400)
             assert up.returncode == 0, up.stdout + up.stderr
-            yield {"home": home, "prefix": prefix, "broker": broker, "up": up.stdout}
+            yield {
+                "home": home,
+                "prefix": prefix,
+                "broker": broker,
+                "up": up.stdout,
+                "cloud": cloud,
+            }
         finally:
             down = cli("down", timeout=120)
-            _drop(prefix, broker)
+            mode = production_mode()
+            if mode is not None:
+                drop_databases(mode)
+            cloud.stop()
             assert down.returncode == 0, down.stdout + down.stderr
-
-
-def _drop(prefix: str, broker: str) -> None:
-    import redis
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
-
-    admin = create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        for name in ("airflow", "store"):
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{prefix}_{name}" WITH (FORCE)'))
-    admin.dispose()
-    redis.Redis.from_url(broker).flushdb()
 
 
 def test_a_campaign_runs_on_the_celery_workers(production):
@@ -135,3 +155,209 @@ def test_a_campaign_runs_on_the_celery_workers(production):
         (logs / f"celery-worker-{i}.log").read_text().count("execute_workload") for i in (1, 2)
     )
     assert received >= 5, received  # broker, provision, the jobs, stage-out, teardown...
+
+
+def component(name: str):
+    from stratoflow import embedded
+
+    (comp,) = [c for c in embedded.health_report().components if c.name == name]
+    return comp
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return value
+
+
+def task_instances(state: str, task_id: str) -> list[str]:
+    """The ids of the task instances of ``task_id`` in ``state``, from Airflow's database."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    from stratoflow import embedded
+
+    engine = create_engine(embedded.airflow_database_url(), poolclass=NullPool)
+    try:
+        with engine.connect() as db:
+            rows = db.execute(
+                text("SELECT id FROM task_instance WHERE state = :s AND task_id = :t"),
+                {"s": state, "t": task_id},
+            ).all()
+    finally:
+        engine.dispose()
+    return [str(r[0]) for r in rows]
+
+
+def parents() -> dict[int, int]:
+    """Every process's parent, as this PID namespace sees them."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            # The command may hold spaces and parentheses: the fields after its last ")".
+            found[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (ValueError, OSError, IndexError):
+            continue
+    return found
+
+
+def worker_running(ti_id: str) -> str | None:
+    """The Celery worker that runs task instance ``ti_id``: an ancestor of the process
+    titled ``airflow worker -- <ti id>`` (Airflow gives each task a process group of its
+    own, so the worker's group does not tell)."""
+    workers = {component(n).pid: n for n in ("celery-worker-1", "celery-worker-2")}
+    tree = parents()
+    for pid in tree:
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if title.startswith(f"airflow worker -- {ti_id}"):
+            while pid in tree and pid not in workers:
+                pid = tree[pid]
+            return workers.get(pid)
+    return None
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and everything under it at once, as a container that dies."""
+    tree = parents()
+    doomed, grew = {pid}, True
+    while grew:
+        below = {p for p, parent in tree.items() if parent in doomed} - doomed
+        doomed |= below
+        grew = bool(below)
+    for victim in doomed:
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def submit(template: Path, *inputs: str) -> str:
+    done = cli("submit", str(template), *(a for i in inputs for a in ("-i", i)))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.splitlines()[0].strip()
+
+
+def final(deployment_id: str, timeout: float = 400):
+    from stratoflow.store import Store
+
+    store = Store.open()
+    return wait_for(
+        lambda: (
+            (d := store.get_deployment(deployment_id))
+            and d.status.value in {"CREATE_COMPLETE", "CREATE_FAILED"}
+            and d
+        ),
+        timeout,
+        f"deployment {deployment_id} to end",
+    )
+
+
+def reference_histogram(tmp_path: Path) -> dict:
+    """The demo's histogram computed straight from the shipped data by its own script."""
+    dimuon = REPO / "include" / "templates" / "dimuon"
+    script = dimuon / "analysis.py"
+    hists = []
+    for i, data in enumerate(sorted((dimuon / "data").glob("dimuon_*.csv.gz"))):
+        out = tmp_path / f"fill{i}"
+        subprocess.run([sys.executable, script, "fill", data, "--out", out], check=True)
+        hists.append(out / "hist.json")
+    merged = tmp_path / "merged"
+    subprocess.run([sys.executable, script, "merge", *hists, "--out", merged], check=True)
+    return json.loads((merged / "mass_histogram.json").read_text())
+
+
+def run_reaper() -> None:
+    """A run of the reaper DAG (as the hourly one, with no grace period); every site's
+    task must succeed (the cloud site's needs its Airflow Connection)."""
+    import uuid
+
+    from stratoflow.submit import client
+
+    run_id = f"test_{uuid.uuid4().hex[:8]}"
+    with client() as api:
+        api.trigger("stratoflow_reaper", run_id, {"grace_s": 0})
+        run = wait_for(
+            lambda: (
+                (r := api.get_run("stratoflow_reaper", run_id))["state"] in {"success", "failed"}
+                and r
+            ),
+            180,
+            "the reaper's run",
+        )
+        states = {t["task_id"]: t["state"] for t in api.task_instances("stratoflow_reaper", run_id)}
+    assert run["state"] == "success", states
+
+
+def assert_complete_and_clean(deployment, tmp_path: Path) -> None:
+    from stratoflow.store import Store
+
+    assert deployment.status.value == "CREATE_COMPLETE", deployment.status_reason
+    found, expected = histogram(deployment), reference_histogram(tmp_path)
+    # Stage-in names each input file after its place in the dataset: 00000_dimuon_000...
+    assert [Path(n).name.split("_", 1)[1] for n in found.pop("inputs")] == expected.pop("inputs")
+    assert found == expected
+    results = Path(deployment.outputs["stage_out"]["results_dir"])
+    assert sorted(p.name for p in results.iterdir()) == ["mass_histogram.json", "mass_spectrum.png"]
+    files = [Path(f["url"]).name for f in deployment.outputs["stage_out"]["files"]]
+    assert sorted(files) == ["mass_histogram.json", "mass_spectrum.png"]
+
+    run_reaper()
+    store = Store.open()
+    assert store.resources(deployment.id) == []
+    held = [d for site in ("local", "cloud") for d, _ in store.reservations_at(site)]
+    assert deployment.id not in held
+    sandbox = Path(os.environ["STRATOFLOW_HOME"]) / "sites" / "local" / "deployments"
+    assert not (sandbox / deployment.id).exists()
+    stray = subprocess.run(["pgrep", "-f", deployment.id], capture_output=True, text=True)
+    assert stray.stdout.split() == [], "a process of the deployment outlived it"
+
+
+def test_killed_scheduler_and_worker_mid_fill_the_campaign_completes(production, tmp_path):
+    # Two cores a fill: the four fills run one after another, so some are still to come.
+    deployment_id = submit(DEMO, "cpus_per_job=2")
+    ti_id, victim = wait_for(
+        lambda: next(
+            ((t, w) for t in task_instances("running", "fill") if (w := worker_running(t))),
+            None,
+        ),
+        300,
+        "a fill task to run on a worker",
+    )
+    killed = {victim: component(victim).pid, "scheduler": component("scheduler").pid}
+    for pid in killed.values():  # the worker with its tasks and jobs, as a container dies
+        kill_tree(pid)
+
+    done = final(deployment_id)
+    assert_complete_and_clean(done, tmp_path)
+    for name, pid in killed.items():
+        restarted = component(name)
+        assert restarted.state == "running" and restarted.pid != pid, name
+        assert restarted.last_exit == "signal SIGKILL", name
+
+
+def test_killed_triggerer_while_a_boot_is_deferred_the_campaign_completes(production, tmp_path):
+    cloud = production["cloud"]
+    cloud.build_polls = 10**9  # the VM stays in BUILD until released below
+    try:
+        deployment_id = submit(DEMO, "site=cloud")
+        wait_for(lambda: task_instances("deferred", "provision"), 300, "the boot to defer")
+        polls = lambda: sum(s["_polls"] for s in cloud.servers.values())  # noqa: E731
+        seen = wait_for(polls, 60, "the triggerer to poll the VM")
+        victim = component("triggerer").pid
+        kill_tree(victim)
+        wait_for(lambda: component("triggerer").pid != victim, 60, "the triggerer's restart")
+        # The new triggerer takes the boot over (once the dead one's heartbeat is stale).
+        wait_for(lambda: polls() > seen + 2, 120, "the boot to be polled again")
+    finally:
+        cloud.build_polls = 0
+    done = final(deployment_id)
+    assert done.site == "cloud"
+    assert_complete_and_clean(done, tmp_path)
+    assert cloud.leftovers() == {"servers": [], "ports": [], "floatingips": []}
+    assert cloud.vms.running() == []
+    assert component("triggerer").last_exit == "signal SIGKILL"

@@ -112,6 +112,8 @@ def write_airflow_cfg(home: Path | None = None, port: int | None = None) -> Path
     # Without shared secrets each component signs task tokens with its own random key
     # and every task fails with "Signature verification failed".
     jwt_secret, secret_key = _secret(home, "jwt_secret"), _secret(home, "secret_key")
+    from stratoflow.embedded.production import SCHEDULER_SETTINGS, celery_section
+
     mode = production_mode()
     executor = "LocalExecutor" if mode is None else "CeleryExecutor"
     cfg = f"""# Written by `stratoflow up`: the embedded single-machine Airflow.
@@ -139,6 +141,7 @@ min_file_process_interval = 5
 
 [scheduler]
 task_queued_timeout = 600
+{SCHEDULER_SETTINGS if mode is not None else ""}
 
 [api]
 # One worker: two were measured slower on 2 cores under a burst of 50 (max accept latency
@@ -155,8 +158,6 @@ jwt_secret = {jwt_secret}
 base_log_folder = {home / "logs"}
 """
     if mode is not None:
-        from stratoflow.embedded.production import celery_section
-
         cfg += celery_section(mode)
     path = home / "airflow.cfg"
     path.write_text(cfg)

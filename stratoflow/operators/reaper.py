@@ -8,6 +8,11 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from stratoflow.errors import SiteError
+from stratoflow.hooks.credentials import use_airflow_connections
+
+# The maintenance DAG imports only this operator: a cloud site's credentials come from
+# Airflow Connections here too (without this, reaping an OpenStack site failed).
+use_airflow_connections()
 
 
 class ReaperOperator(BaseOperator):
