@@ -21,16 +21,20 @@ accept_p99_ms=.. makespan_s=.. single_s=.. ratio_vs_serial=..``.
 from __future__ import annotations
 
 import argparse
-import queue
 import shutil
 import signal
 import statistics
 import sys
-import threading
 import time
 import uuid
+from pathlib import Path
 
 from fresh_home import use_fresh_embedded_home  # bench/ is on sys.path when run as a script
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.burst
+from tests.burst import post_burst  # noqa: E402
+
+DEMO = "dimuon_campaign.yaml"
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -49,12 +53,10 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     home = use_fresh_embedded_home("sf-burst-")
 
-    import httpx
-
     from stratoflow import embedded
     from stratoflow.embedded import production as production_mode
     from stratoflow.registration import catalogue_dir, register, register_catalogue
-    from stratoflow.store import Store, deployment_id_for
+    from stratoflow.store import Store
     from stratoflow.submit import check_progress_possible, client, submit
 
     mode = None
@@ -64,11 +66,10 @@ def main() -> int:
     started = time.monotonic()
     embedded.start_database()
     register_catalogue()
-    topology, plan = register(str(catalogue_dir() / "dimuon_campaign.yaml"), [], run=True)
+    topology, plan = register(str(catalogue_dir() / DEMO), [], run=True)
     embedded.start(wait_s=300)
     up_s = time.monotonic() - started
     store = Store.open()
-    base = embedded.api_url()
     dag_id = plan["dag_id"]
     conf = dict(topology.bound_inputs)
     exits_at_start = 0
@@ -101,50 +102,10 @@ def main() -> int:
         assert store.get_deployment(single).status.value == "CREATE_COMPLETE"
         exits_at_start = restarts()
 
-        work: queue.Queue[int] = queue.Queue()
-        for i in range(args.submissions):
-            work.put(i)
-        accepted: list[tuple[float, int, str]] = []  # (seconds, status, route)
-        ids: list[str] = []
-        lock = threading.Lock()
-        password = embedded.admin_password()
-
-        def poster() -> None:
-            with httpx.Client(base_url=base, timeout=120) as http:
-                token = http.post(
-                    "/auth/token", json={"username": embedded.ADMIN, "password": password}
-                ).json()["access_token"]
-                headers = {"Authorization": f"Bearer {token}"}
-                while True:
-                    try:
-                        i = work.get_nowait()
-                    except queue.Empty:
-                        return
-                    t = time.monotonic()
-                    if i % 2 == 0:
-                        r = http.post(
-                            "/stratoflow/deployments",
-                            json={"template": "dimuon_campaign.yaml", "inputs": {}},
-                            headers=headers,
-                        )
-                        new_id = r.json().get("id") if r.status_code == 201 else None
-                    else:
-                        run_id = f"airflow_api__{uuid.uuid4().hex[:16]}"
-                        body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
-                        r = http.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body, headers=headers)
-                        new_id = deployment_id_for(dag_id, run_id) if r.is_success else None
-                    route = "stratoflow" if i % 2 == 0 else "airflow"
-                    with lock:
-                        accepted.append((time.monotonic() - t, r.status_code, route))
-                        if new_id:
-                            ids.append(new_id)
-
         burst_start = time.monotonic()
-        threads = [threading.Thread(target=poster) for _ in range(args.clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        posts = post_burst(args.submissions, args.clients, DEMO, {}, dag_id, conf)
+        accepted = [(p.seconds, p.status, p.route) for p in posts]
+        ids = [p.deployment_id for p in posts if p.deployment_id]
         window_s = time.monotonic() - burst_start
         for route in ("stratoflow", "airflow"):  # before the long wait, to read it early
             ms = [s * 1000 for s, _, r in accepted if r == route]
