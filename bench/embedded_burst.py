@@ -21,6 +21,7 @@ accept_p99_ms=.. makespan_s=.. single_s=.. ratio_vs_serial=..``.
 from __future__ import annotations
 
 import argparse
+import random
 import shutil
 import signal
 import statistics
@@ -61,7 +62,12 @@ def main() -> int:
 
     mode = None
     if args.production:
-        mode = production_mode.configure(workers=2, prefix=f"sf_burst_{uuid.uuid4().hex[:8]}")
+        # Databases and a Redis database of its own: it drops and empties them at the end.
+        mode = production_mode.configure(
+            workers=2,
+            prefix=f"sf_burst_{uuid.uuid4().hex[:8]}",
+            broker=f"redis://127.0.0.1:6379/{random.randint(1, 15)}",
+        )
         print(production_mode.describe(mode), flush=True)
     started = time.monotonic()
     embedded.start_database()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -122,6 +123,10 @@ def main() -> int:
     cli = [sys.executable, "-m", "stratoflow.cli"]
     if args.celery:
         os.environ["STRATOFLOW_PRODUCTION_PREFIX"] = prefix
+        # A Redis database of its own: it is emptied at the end.
+        os.environ["STRATOFLOW_CELERY_BROKER_URL"] = (
+            f"redis://127.0.0.1:6379/{random.randint(1, 15)}"
+        )
         subprocess.run([*cli, "up", "--production", "--workers", "2"], check=True)
 
     from stratoflow import embedded

@@ -4,6 +4,8 @@ its connection to the environment the `airflow dags test` subprocesses inherit).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +42,20 @@ def site_in_catalogue(
 def histogram(deployment) -> dict:
     results = Path(deployment.outputs["stage_out"]["results_dir"])
     return json.loads((results / "mass_histogram.json").read_text())
+
+
+def reference_histogram(tmp_path: Path) -> dict:
+    """The demo's histogram computed straight from the shipped data by its own script."""
+    dimuon = DEMO.parent / "dimuon"
+    script = dimuon / "analysis.py"
+    hists = []
+    for i, data in enumerate(sorted((dimuon / "data").glob("dimuon_*.csv.gz"))):
+        out = tmp_path / f"fill{i}"
+        subprocess.run([sys.executable, script, "fill", data, "--out", out], check=True)
+        hists.append(out / "hist.json")
+    merged = tmp_path / "merged"
+    subprocess.run([sys.executable, script, "merge", *hists, "--out", merged], check=True)
+    return json.loads((merged / "mass_histogram.json").read_text())
 
 
 def assert_same_demo_result(run_dag, site: str) -> dict:

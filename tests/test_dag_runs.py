@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from stratoflow.store import Store
+from tests.cloud_sites import reference_histogram
 
 pytestmark = pytest.mark.airflow
 
@@ -27,7 +28,7 @@ def _assert_torn_down(airflow_env: dict, deployment_id: str) -> None:
     assert all(r.state == "deleted" for r in store.resources(deployment_id, include_deleted=True))
 
 
-def test_demo_campaign_completes_and_stages_out_results(run_dag, airflow_env):
+def test_demo_campaign_completes_and_stages_out_results(run_dag, airflow_env, tmp_path):
     result = run_dag(DEMO)
     dep = result["deployment"]
     assert dep is not None, result["log"][-3000:]
@@ -39,6 +40,11 @@ def test_demo_campaign_completes_and_stages_out_results(run_dag, airflow_env):
     results = Path(stage_out["results_dir"])
     histogram = json.loads((results / "mass_histogram.json").read_text())
     assert histogram["n_pairs"] == 57651  # every pair of the 4 shipped files, counted once
+    # The same histogram as the analysis script makes from the data directly (the
+    # production mode's kill tests compare with this too).
+    expected = reference_histogram(tmp_path)
+    assert [n.split("_", 1)[1] for n in histogram.pop("inputs")] == expected.pop("inputs")
+    assert histogram == expected
     assert (results / "mass_spectrum.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert dep.outputs["usage"]["bytes_moved"] > 3_000_000
     assert dep.outputs["usage"]["core_seconds"] > 0

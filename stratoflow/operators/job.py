@@ -62,7 +62,7 @@ class JobOperator(StratoflowOperator):
         deadline, pause = time.monotonic() + IN_TASK_WAIT_S, 0.05
         while not status.done and time.monotonic() < deadline:
             time.sleep(pause)
-            pause = min(pause * 2, 0.5)
+            pause = min(pause * 2, 0.2)
             status = compute.job_status(alloc, handle)
         if status.done:  # a short job, or an adopted one that had finished
             return self._finish(context, alloc, status)

@@ -4,7 +4,6 @@ names that become path components, staging roots, file URLs, durable renames."""
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -12,18 +11,9 @@ from urllib.parse import unquote, urlparse
 from pydantic import ConfigDict, Field, model_validator
 
 from stratoflow.config import stratoflow_home
-from stratoflow.errors import SiteError, StagingRefused
+from stratoflow.errors import StagingRefused
 from stratoflow.sites.fields import LocalDir, Roots, home_only
 from stratoflow.sites.schema import SiteSchema
-
-SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-
-
-def safe_name(value: str, what: str) -> str:
-    """Names become path components; refuse anything that could climb out of the sandbox."""
-    if not isinstance(value, str) or not SAFE_NAME.match(value) or value in (".", ".."):
-        raise SiteError(f"invalid {what} {value!r}: use letters, digits, '_', '.', '-'")
-    return value
 
 
 def is_within(path: Path, roots: tuple[Path, ...] | list[Path]) -> bool:

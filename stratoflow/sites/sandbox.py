@@ -16,11 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from stratoflow.errors import SiteError
-from stratoflow.sites.files import safe_name
 
 # A job gets the cores it asked for, no more: every runtime sets these to num_cpus.
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 HANDLE = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*)/(-?\d+)/(attempt-\d+|committed)$")
+
+
+def safe_name(value: str, what: str) -> str:
+    """Names become path components; refuse anything that could climb out of the sandbox."""
+    if not isinstance(value, str) or not SAFE_NAME.match(value) or value in (".", ".."):
+        raise SiteError(f"invalid {what} {value!r}: use letters, digits, '_', '.', '-'")
+    return value
 
 
 class JobSlot:

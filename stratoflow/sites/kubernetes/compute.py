@@ -31,7 +31,6 @@ from stratoflow.sites.base import (
     TaggedResource,
 )
 from stratoflow.sites.credentials import credentials
-from stratoflow.sites.files import safe_name
 from stratoflow.sites.kubernetes.api import KubeApi
 from stratoflow.sites.kubernetes.config import (
     L_DEPLOYMENT,
@@ -43,6 +42,7 @@ from stratoflow.sites.kubernetes.config import (
     label_value,
 )
 from stratoflow.sites.kubernetes.jobs import PodJobs
+from stratoflow.sites.sandbox import safe_name
 
 log = logging.getLogger(__name__)
 MIB = 1 << 20

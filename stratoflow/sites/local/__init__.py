@@ -1,16 +1,39 @@
-"""The local site: jobs run as processes on this machine, data on its filesystem."""
+"""The local site: jobs run as processes on this machine, data on its filesystem.
 
-from stratoflow.config import stratoflow_home
-from stratoflow.sites.local.compute import LocalCompute
-from stratoflow.sites.local.config import LocalConfig
-from stratoflow.sites.local.storage import LocalStorage
+Its classes are imported on first use: the job runner (``python -m
+stratoflow.sites.local.runner``, one per job) imports this package and must start fast.
+"""
 
-__all__ = ["LocalCompute", "LocalConfig", "LocalStorage", "register", "stratoflow_home"]
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stratoflow.sites.local.compute import LocalCompute
+    from stratoflow.sites.local.config import LocalConfig
+    from stratoflow.sites.local.storage import LocalStorage
+
+__all__ = ["LocalCompute", "LocalConfig", "LocalStorage", "register"]
+
+_LAZY = {
+    "LocalCompute": "stratoflow.sites.local.compute",
+    "LocalConfig": "stratoflow.sites.local.config",
+    "LocalStorage": "stratoflow.sites.local.storage",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def register() -> None:
     """Declare the kind ``local``: processes on this machine, files on its disk."""
     from stratoflow.sites.kinds import SiteKind, register_kind
+    from stratoflow.sites.local.config import LocalConfig
 
     storage = "stratoflow.sites.local:LocalStorage"
     register_kind(

@@ -33,13 +33,13 @@ from stratoflow.sites.base import (
     JobStatus,
     ResourceLedger,
 )
-from stratoflow.sites.files import safe_name
 from stratoflow.sites.local.config import LocalConfig
 from stratoflow.sites.local.runner import LEASE_S, identity, kill_group, runner_alive, visible
 from stratoflow.sites.sandbox import (
     JobSlot,
     parse_handle,
     read_json,
+    safe_name,
     tail,
     write_artifacts,
     write_json_atomic,
