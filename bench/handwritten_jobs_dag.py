@@ -1,7 +1,7 @@
 """The hand-written Airflow DAG that bench/overhead.py compares a Stratoflow campaign with.
 
 The same shape as the campaign: a setup task (a scratch directory), N mapped tasks that
-each run ``sleep 0.5`` as a subprocess, and a teardown task that removes the directory.
+each run ``sleep <seconds>`` (0.5) as a subprocess, and a teardown task that removes the directory.
 No store, no staging, no job supervisor. The bench symlinks this file into its Airflow's
 dags folder and passes N in the run's conf.
 """
@@ -15,7 +15,12 @@ import tempfile
 from airflow.sdk import dag, get_current_context, task
 
 
-@dag(dag_id="bench_handwritten_jobs", schedule=None, catchup=False, params={"jobs": 200})
+@dag(
+    dag_id="bench_handwritten_jobs",
+    schedule=None,
+    catchup=False,
+    params={"jobs": 200, "seconds": 0.5},
+)
 def bench_handwritten_jobs():
     @task
     def setup() -> str:
@@ -27,7 +32,8 @@ def bench_handwritten_jobs():
 
     @task(max_active_tis_per_dagrun=2)  # the campaign's host has 2 cores
     def nap(i: int) -> None:
-        subprocess.run(["sleep", "0.5"], check=True)
+        seconds = get_current_context()["params"]["seconds"]
+        subprocess.run(["sleep", f"{float(seconds):g}"], check=True)
 
     @task(trigger_rule="all_done")
     def teardown(workdir: str) -> None:

@@ -13,7 +13,7 @@ PostgreSQL and Redis), it times from trigger to success:
 
 Each is run ``--runs`` times, alternating; the medians count. ratio = campaign / DAG.
 
-    .venv/bin/python bench/overhead.py [--jobs 200] [--runs 2] [--celery]
+    .venv/bin/python bench/overhead.py [--jobs 200] [--runs 2] [--seconds 0.5] [--celery]
 
 Last line: ``executor=.. jobs=.. campaign_s=.. handwritten_s=.. ratio_local=..`` (or
 ``ratio_celery=.. tasks_per_s_celery=..`` with --celery; tasks_per_s counts the campaign's
@@ -51,7 +51,7 @@ def mapped_task_profile(tis: list[dict]) -> str:
     def at(ti: dict, key: str) -> float:
         return datetime.fromisoformat(ti[key]).timestamp()
 
-    mapped = [t for t in tis if (t.get("map_index") or -1) >= 0 and t.get("end_date")]
+    mapped = [t for t in tis if t.get("map_index", -1) >= 0 and t.get("end_date")]
     if not mapped:
         return "no mapped task instances"
     ran = statistics.median(at(t, "end_date") - at(t, "start_date") for t in mapped)
@@ -59,7 +59,7 @@ def mapped_task_profile(tis: list[dict]) -> str:
     return f"{len(mapped)} mapped tasks, median ran {ran:.2f} s, queued to started {waited:.2f} s"
 
 
-def template(data: Path, jobs: int) -> str:
+def template(data: Path, jobs: int, seconds: float) -> str:
     files = []
     for i in range(jobs):
         f = data / f"part-{i:04d}.txt"
@@ -70,7 +70,7 @@ def template(data: Path, jobs: int) -> str:
         )
     return f"""tosca_definitions_version: tosca_simple_yaml_1_3
 metadata: {{template_name: bench_overhead}}
-description: {jobs} jobs that each sleep 0.5 s (bench/overhead.py).
+description: {jobs} jobs that each sleep {seconds:g} s (bench/overhead.py).
 imports: [stratoflow-types]
 topology_template:
   node_templates:
@@ -84,7 +84,7 @@ topology_template:
 {chr(10).join(files)}
     nap:
       type: stratoflow.nodes.Job
-      properties: {{command: [sleep, "0.5"], timeout: 1 m, mem_size: 64 MB}}
+      properties: {{command: [sleep, "{seconds:g}"], timeout: 10 m, mem_size: 64 MB}}
       requirements: [{{host: host}}]
     campaign:
       type: stratoflow.nodes.Campaign
@@ -97,6 +97,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=200)
     ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=0.5, help="each job's sleep")
     ap.add_argument("--celery", action="store_true", help="on the production mode")
     ap.add_argument("--keep", action="store_true", help="keep the Airflow home")
     args = ap.parse_args()
@@ -105,7 +106,7 @@ def main() -> int:
     data = home / "data"
     data.mkdir()
     (home / "sites.yaml").write_text(SITES % data)
-    (home / "overhead.yaml").write_text(template(data, args.jobs))
+    (home / "overhead.yaml").write_text(template(data, args.jobs, args.seconds))
     dags = home / "dags"
     dags.mkdir()
     for f in (REPO / "dags").iterdir():
@@ -160,7 +161,7 @@ def main() -> int:
             timings["campaign"].append(wait_run(plan["dag_id"], run_id, t))
             hand_run = f"bench__{uuid.uuid4().hex[:12]}"
             t = time.monotonic()
-            api.start_run(HAND_DAG, hand_run, {"jobs": args.jobs})
+            api.start_run(HAND_DAG, hand_run, {"jobs": args.jobs, "seconds": args.seconds})
             timings["handwritten"].append(wait_run(HAND_DAG, hand_run, t))
             print(
                 f"run {n + 1}: campaign {timings['campaign'][-1]:.1f} s,"
@@ -188,6 +189,7 @@ def main() -> int:
     fields = {
         "executor": executor,
         "jobs": args.jobs,
+        "job_s": f"{args.seconds:g}",
         "campaign_s": f"{campaign:.1f}",
         "handwritten_s": f"{hand:.1f}",
         f"ratio_{executor}": f"{campaign / hand:.2f}",

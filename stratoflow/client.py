@@ -163,10 +163,17 @@ class AirflowClient:
         return self._call("PATCH", path, json={"state": "failed"}).json()
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
-        r = self._call(
-            "GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 1000}
-        )
-        return r.json().get("task_instances", [])
+        """Every task instance of the run, page by page: Airflow answers at most
+        ``[api] maximum_page_limit`` (100) per call, whatever the limit asked for, and a
+        campaign of 200 jobs has more."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
+        found: list[dict] = []
+        while True:
+            body = self._call("GET", path, params={"limit": 100, "offset": len(found)}).json()
+            page = body.get("task_instances", [])
+            found += page
+            if not page or len(found) >= body.get("total_entries", 0):
+                return found
 
     def start_run(
         self,

@@ -8,11 +8,13 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from stratoflow.client import AirflowAPIError, AirflowClient
 
+MAXIMUM_PAGE_LIMIT = 100  # Airflow's [api] maximum_page_limit
 DB_ERROR = {"detail": "Database error", "status": 500, "title": "Internal Server Error"}
 
 
@@ -83,7 +85,16 @@ class FakeAirflow:
                         return self._reply(500, DB_ERROR)
                     return self._reply(200, owner.runs[run_key])
                 run = owner.runs.get((parts[3], parts[5]))
-                return self._reply(200, run) if run else self._reply(404, {"detail": "no run"})
+                if run is None:
+                    return self._reply(404, {"detail": "no run"})
+                if parts[-1] == "taskInstances":  # pages of at most maximum_page_limit
+                    query = parse_qs(urlsplit(self.path).query)
+                    limit = min(int(query.get("limit", ["50"])[0]), MAXIMUM_PAGE_LIMIT)
+                    offset = int(query.get("offset", ["0"])[0])
+                    tis = run.get("task_instances", [])
+                    page = {"task_instances": tis[offset : offset + limit]}
+                    return self._reply(200, page | {"total_entries": len(tis)})
+                return self._reply(200, run)
 
             do_GET = do_POST = do_PATCH = _handle
 
@@ -175,3 +186,11 @@ def test_a_dag_gone_since_it_was_seen_is_waited_for_again(airflow: FakeAirflow) 
         404,
         200,
     ]
+
+
+def test_every_task_instance_of_a_large_run_is_listed(airflow: FakeAirflow) -> None:
+    """A campaign of 250 jobs has more task instances than one page of Airflow's answer."""
+    tis = [{"task_id": "job", "map_index": i} for i in range(250)]
+    airflow.runs[("d", "big")] = {"dag_run_id": "big", "task_instances": tis}
+    with client(airflow) as api:
+        assert api.task_instances("d", "big") == tis

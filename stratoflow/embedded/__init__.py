@@ -112,7 +112,7 @@ def write_airflow_cfg(home: Path | None = None, port: int | None = None) -> Path
     # Without shared secrets each component signs task tokens with its own random key
     # and every task fails with "Signature verification failed".
     jwt_secret, secret_key = _secret(home, "jwt_secret"), _secret(home, "secret_key")
-    from stratoflow.embedded.production import SCHEDULER_SETTINGS, celery_section
+    from stratoflow.embedded.production import celery_section
 
     mode = production_mode()
     executor = "LocalExecutor" if mode is None else "CeleryExecutor"
@@ -141,7 +141,13 @@ min_file_process_interval = 5
 
 [scheduler]
 task_queued_timeout = 600
-{SCHEDULER_SETTINGS if mode is not None else ""}
+# A killed scheduler's running tasks are taken over by its successor at the first check
+# after its heartbeat is 30 s old (Airflow checks every 300 s: a campaign of the
+# production mode's kill test sat still for 5 minutes).
+orphaned_tasks_check_interval = 30
+# A task whose worker died is failed, then retried, once its heartbeat is this old (300 s).
+# Heartbeats come from the task's supervisor through the API server every few seconds.
+task_instance_heartbeat_timeout = 60
 
 [api]
 # One worker: two were measured slower on 2 cores under a burst of 50 (max accept latency

@@ -146,18 +146,6 @@ def drop_databases(mode: Production) -> None:
     redis.Redis.from_url(mode.broker_url).flushdb()
 
 
-# airflow.cfg's [scheduler] lines for separate workers (measured in
-# tests/test_production_mode.py; Airflow's defaults in brackets).
-SCHEDULER_SETTINGS = """
-# A killed scheduler's running tasks are adopted by its successor at the first check
-# after its heartbeat is 30 s old (300 s): the campaign waited 5 minutes instead.
-orphaned_tasks_check_interval = 30
-# A task whose worker died is failed, then retried, once its heartbeat is this old (300 s).
-# Heartbeats come from the task's supervisor through the API server every few seconds.
-task_instance_heartbeat_timeout = 60
-"""
-
-
 def celery_section(mode: Production) -> str:
     """airflow.cfg's [celery] section (the executor and database are set above it)."""
     # Celery's result backend: Airflow's database, through the same driver (psycopg2; a

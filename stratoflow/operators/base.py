@@ -97,5 +97,10 @@ class StratoflowOperator(DeploymentOperator):
         return deployment_id_for(context["dag"].dag_id, context["run_id"])
 
     def bound(self, context: Any) -> dict:
-        """The broker's decision for this run: inputs, candidate sites."""
-        return context["ti"].xcom_pull(task_ids=BROKER) or {}
+        """The broker's decision for this run: inputs, candidate sites. Read once per run
+        (each read is a call to Airflow's API; a step reads it several times)."""
+        run_id = context["run_id"]
+        cached = getattr(self, "_bound", None)
+        if cached is None or cached[0] != run_id:
+            cached = self._bound = (run_id, context["ti"].xcom_pull(task_ids=BROKER) or {})
+        return cached[1]

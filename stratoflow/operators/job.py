@@ -21,9 +21,10 @@ class JobFailed(StratoflowError):
 
 
 # A job that ends within this long is waited for in the task: deferring costs a second task
-# process and a trigger round trip, seconds more than a short job itself takes
-# (bench/overhead.py). Longer jobs free the worker slot and wait in the triggerer.
-IN_TASK_WAIT_S = 3.0
+# process and a trigger round trip, 3.7 s more per job (bench/overhead.py, jobs of 5 s
+# with this at 3 s: 1.64 times a plain Airflow task). Longer jobs free the worker slot
+# and wait in the triggerer.
+IN_TASK_WAIT_S = 10.0
 
 
 class JobOperator(StratoflowOperator):
@@ -62,7 +63,7 @@ class JobOperator(StratoflowOperator):
         deadline, pause = time.monotonic() + IN_TASK_WAIT_S, 0.05
         while not status.done and time.monotonic() < deadline:
             time.sleep(pause)
-            pause = min(pause * 2, 0.2)
+            pause = min(pause * 2, 0.1)
             status = compute.job_status(alloc, handle)
         if status.done:  # a short job, or an adopted one that had finished
             return self._finish(context, alloc, status)

@@ -221,7 +221,10 @@ def run(spec_path: Path) -> dict[str, Any]:
                         kill_group(child.pid, signal.SIGTERM)
                 elif time.time() > deadline + grace:
                     kill_group(child.pid, signal.SIGKILL)
-                time.sleep(interval)
+                try:  # returns as soon as the job exits: a sleep here made each job later
+                    child.wait(timeout=interval)
+                except subprocess.TimeoutExpired:
+                    pass
                 interval = min(0.25, interval * 1.5)
             # Background processes the job left behind belong to the job: end them too.
             kill_group(child.pid, signal.SIGKILL)
