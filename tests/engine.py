@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import pytest
+
+T = TypeVar("T")
 
 
 def assert_engine_alive() -> None:
@@ -22,3 +28,23 @@ def is_queued(deployment) -> bool:
         and deployment.task == "BROKERING"
         and (deployment.status_reason or "").startswith("waiting for capacity")
     )
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str, every: float = 0.5) -> T:
+    """``predicate()``'s first truthy value, polled ``every`` seconds; fails after
+    ``timeout`` seconds naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(every)
+    return value
+
+
+def component(name: str) -> Any:
+    """The supervisor's health record of one Airflow process (pid, state, restarts...)."""
+    from stratoflow import embedded
+
+    report = embedded.health_report()
+    assert report is not None
+    (comp,) = [c for c in report.components if c.name == name]
+    return comp

@@ -17,7 +17,7 @@ import pytest
 
 from stratoflow.embedded.health import pid_alive
 from stratoflow.store import Store
-from tests.engine import is_queued
+from tests.engine import component, is_queued, wait_for
 
 pytestmark = pytest.mark.airflow
 
@@ -30,23 +30,6 @@ def cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess
     return subprocess.run(
         [*CLI, *args], capture_output=True, text=True, timeout=timeout, env=env or os.environ
     )
-
-
-def component(name: str):
-    from stratoflow import embedded
-
-    report = embedded.health_report()
-    assert report is not None
-    (comp,) = [c for c in report.components if c.name == name]
-    return comp
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
-    return value
 
 
 def submit(inputs: dict) -> str:

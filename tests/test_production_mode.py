@@ -20,7 +20,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,7 @@ import pytest
 from tests.burst import post_burst
 from tests.cloud_sites import fake_openstack, histogram, openstack_entry, reference_histogram
 from tests.conftest import TEST_TEMPLATES, airflow_home_env, free_port
+from tests.engine import component, wait_for
 
 pytestmark = [pytest.mark.airflow, pytest.mark.postgres]
 
@@ -164,21 +164,6 @@ def test_a_campaign_runs_on_the_celery_workers(production):
     assert received >= 5, received  # broker, provision, the jobs, stage-out, teardown...
 
 
-def component(name: str):
-    from stratoflow import embedded
-
-    (comp,) = [c for c in embedded.health_report().components if c.name == name]
-    return comp
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-    return value
-
-
 def task_instances(state: str, task_id: str) -> list[str]:
     """The ids of the task instances of ``task_id`` in ``state``, from Airflow's database."""
     from sqlalchemy import create_engine, text
@@ -313,13 +298,14 @@ def assert_complete_and_clean(deployment, tmp_path: Path) -> None:
 def test_killed_scheduler_and_worker_mid_fill_the_campaign_completes(production, tmp_path):
     # Two cores a fill: the four fills run one after another, so some are still to come.
     deployment_id = submit(DEMO, "cpus_per_job=2")
-    ti_id, victim = wait_for(
+    _ti, victim = wait_for(
         lambda: next(
             ((t, w) for t in task_instances("running", "fill") if (w := worker_running(t))),
             None,
         ),
         300,
         "a fill task to run on a worker",
+        every=0.1,  # a fill task lasts a second or two
     )
     killed = {victim: component(victim).pid, "scheduler": component("scheduler").pid}
     for pid in killed.values():  # the worker with its tasks and jobs, as a container dies
