@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from stratoflow.api import indigo
 from stratoflow.api.app import app
 
 URL_PREFIX = "/stratoflow"
@@ -19,7 +20,15 @@ URL_PREFIX = "/stratoflow"
 
 class StratoflowPlugin(AirflowPlugin):
     name = "stratoflow"
-    fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": "Stratoflow API"}]
+    fastapi_apps = [
+        {"app": app, "url_prefix": URL_PREFIX, "name": "Stratoflow API"},
+        # INDIGO's own path: its clients need only the Airflow API server's address.
+        {
+            "app": indigo.app,
+            "url_prefix": indigo.URL_PREFIX,
+            "name": "INDIGO-compatible deployments API",
+        },
+    ]
     # A link in the Airflow UI's "Browse" menu to the interactive API docs.
     external_views = [
         {

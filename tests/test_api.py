@@ -194,3 +194,85 @@ def test_demo_deployment_runs_to_complete_with_its_outputs(api):
     listed = api.get("/deployments", params={"owner": "admin"}).json()
     assert created["id"] in {d["id"] for d in listed}
     assert api.get("/deployments", params={"owner": "somebody-else"}).json() == []
+
+
+# -- the INDIGO-compatible routes (/orchestrator) ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def indigo(airflow_up, token) -> httpx.Client:
+    with httpx.Client(
+        base_url=f"{airflow_up.api_url()}/orchestrator",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    ) as client:
+        yield client
+
+
+def test_indigo_routes_refuse_a_missing_token(airflow_up):
+    with httpx.Client(base_url=f"{airflow_up.api_url()}/orchestrator", timeout=60) as client:
+        for path in ("/deployments", "/deployments/00000000-0000-0000-0000-000000000000"):
+            assert client.get(path).status_code == 401, path
+
+
+def test_indigo_list_is_paged_and_each_deployment_reads_back(indigo):
+    import uuid
+
+    from stratoflow.store import Store
+
+    store = Store.open()
+    owner = f"indigo-{uuid.uuid4().hex[:8]}"
+    made = [  # records only: no DAG runs behind them
+        store.create_deployment("indigo_paging", f"run-{uuid.uuid4().hex}", "0" * 16, {}, owner)
+        for _ in range(5)
+    ]
+    try:
+        _check_paging(indigo, store, owner)
+    finally:  # final, so that nothing else in this home takes them for live work
+        for d in made:
+            store.set_status(d.id, "CREATE_FAILED", reason="a test's record")
+
+
+def _check_paging(indigo, store, owner: str) -> None:
+    r = indigo.get("/deployments", params={"createdBy": owner, "size": 2, "page": 1})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["page"] == {"size": 2, "totalElements": 5, "totalPages": 3, "number": 1}
+    expected = [d.id for d in store.list_deployments(owner=owner, limit=2, offset=2)]
+    assert [d["uuid"] for d in body["content"]] == expected
+    links = {link["rel"]: link["href"] for link in body["links"]}
+    assert set(links) == {"self", "prev", "next"}
+    assert "page=2" in links["next"] and "page=0" in links["prev"]
+    last = indigo.get(links["next"]).json()
+    assert len(last["content"]) == 1 and {x["rel"] for x in last["links"]} == {"self", "prev"}
+
+    shown = body["content"][0]
+    assert shown["status"] == "CREATE_IN_PROGRESS" and shown["task"] == "NONE"
+    assert shown["createdBy"] == {"subject": owner}
+    assert len(shown["creationTime"]) == len("2026-12-06T15:04+0000")
+    assert "statusReason" not in shown and "cloudProviderName" not in shown  # nulls left out
+    (self_link,) = shown["links"]
+    assert indigo.get(self_link["href"]).json() == shown
+
+
+def test_indigo_created_by_me_is_the_caller(indigo):
+    from stratoflow.store import Store
+
+    body = indigo.get("/deployments", params={"createdBy": "me", "size": 100}).json()
+    assert body["page"]["totalElements"] == Store.open().count_deployments(owner="admin")
+    assert all(d["createdBy"] == {"subject": "admin"} for d in body["content"])
+
+
+@pytest.mark.parametrize(
+    "params", [{"size": 0}, {"size": -1}, {"size": 10**9}, {"page": -1}, {"createdBy": ""}]
+)
+def test_indigo_bad_paging_is_422_naming_the_parameter(indigo, params):
+    r = indigo.get("/deployments", params=params)
+    assert r.status_code == 422, r.text
+    (name,) = params
+    assert [e["loc"] for e in r.json()["detail"]] == [["query", name]]
+
+
+def test_indigo_unknown_deployment_is_404(indigo):
+    r = indigo.get("/deployments/00000000-0000-0000-0000-000000000000")
+    assert r.status_code == 404 and "not found" in r.json()["detail"]

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Engine, Row, exc, insert, select, update
+from sqlalchemy import Engine, Row, exc, func, insert, select, update
 
 from stratoflow.store.admission import AdmissionOps
 from stratoflow.store.base import RACE_RETRIES
@@ -232,14 +232,23 @@ class Store(ResourceOps, AdmissionOps, ReaperLog, CatalogueOps, RuleOps, Replica
             row = conn.execute(q).first()
         return _deployment(row) if row else None
 
-    def list_deployments(self, owner: str | None = None, limit: int = 100) -> list[Deployment]:
-        """Newest first."""
+    def list_deployments(
+        self, owner: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[Deployment]:
+        """Newest first; ``offset`` skips that many (a page's start)."""
         q = select(deployments)
         if owner is not None:
             q = q.where(deployments.c.owner == owner)
-        q = q.order_by(deployments.c.created_at.desc(), deployments.c.id.desc()).limit(limit)
+        q = q.order_by(deployments.c.created_at.desc(), deployments.c.id.desc())
         with self._read() as conn:
-            return [_deployment(r) for r in conn.execute(q)]
+            return [_deployment(r) for r in conn.execute(q.limit(limit).offset(offset))]
+
+    def count_deployments(self, owner: str | None = None) -> int:
+        q = select(func.count()).select_from(deployments)
+        if owner is not None:
+            q = q.where(deployments.c.owner == owner)
+        with self._read() as conn:
+            return int(conn.execute(q).scalar_one())
 
     def set_status(
         self,
