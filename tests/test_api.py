@@ -251,8 +251,30 @@ def _check_paging(indigo, store, owner: str) -> None:
     assert shown["createdBy"] == {"subject": owner}
     assert len(shown["creationTime"]) == len("2026-12-06T15:04+0000")
     assert "statusReason" not in shown and "cloudProviderName" not in shown  # nulls left out
-    (self_link,) = shown["links"]
-    assert indigo.get(self_link["href"]).json() == shown
+    links = {link["rel"]: link["href"] for link in shown["links"]}
+    assert set(links) == {"self", "template"}
+    assert indigo.get(links["self"]).json() == shown
+    missing = indigo.get(links["template"])  # these records have no plan behind them
+    assert missing.status_code == 404 and "no stored template" in missing.json()["detail"]
+
+
+def test_indigo_template_is_the_tosca_text(indigo):
+    import uuid
+
+    from stratoflow.store import Store
+
+    store = Store.open()
+    text = "tosca_definitions_version: tosca_simple_yaml_1_3\n# indigo template test\n"
+    plan_hash = uuid.uuid4().hex[:16]
+    dag_id = f"indigo_template_{plan_hash}"
+    store.save_plan(plan_hash, "indigo_template", dag_id, {}, text)
+    made = store.create_deployment(dag_id, "run-1", plan_hash, {}, "indigo-template")
+    try:
+        r = indigo.get(f"/deployments/{made.id}/template")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+        assert r.text == text
+    finally:
+        store.set_status(made.id, "CREATE_FAILED", reason="a test's record")
 
 
 def test_indigo_created_by_me_is_the_caller(indigo):

@@ -2,9 +2,10 @@
 ``/orchestrator`` as INDIGO serves it, so that clients that speak it (orchent, portals,
 dashboards) need only a new base URL.
 
-So far the read routes: ``GET /deployments`` (paged as INDIGO's Spring paging) and
-``GET /deployments/{id}``, with INDIGO's field names. Creating, deleting and the resource
-routes are still the Stratoflow API's (``/stratoflow``); see docs/api.md.
+So far the read routes: ``GET /deployments`` (paged as INDIGO's Spring paging),
+``GET /deployments/{id}`` with INDIGO's field names, and its ``/template``. Creating,
+deleting and the resource routes are still the Stratoflow API's (``/stratoflow``); see
+docs/api.md.
 
 Authentication is the Stratoflow API's: Airflow's JWT on every route.
 """
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
+from fastapi.responses import PlainTextResponse
 
 from stratoflow.api.auth import Caller, authenticated_caller
 
@@ -44,6 +46,10 @@ def indigo_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M+0000")
 
 
+def _not_found(deployment_id: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"deployment {deployment_id} not found")
+
+
 def deployment_resource(deployment: Any, self_url: str) -> dict[str, Any]:
     """A deployment as INDIGO's ``DeploymentResource``: null fields are left out."""
     body = {
@@ -58,7 +64,10 @@ def deployment_resource(deployment: Any, self_url: str) -> dict[str, Any]:
         "task": deployment.task or "NONE",
         "cloudProviderName": deployment.site,
         "createdBy": {"subject": deployment.owner},
-        "links": [{"rel": "self", "href": self_url}],
+        "links": [
+            {"rel": "self", "href": self_url},
+            {"rel": "template", "href": f"{self_url}/template"},
+        ],
     }
     return {k: v for k, v in body.items() if v is not None}
 
@@ -129,5 +138,33 @@ def get_deployment(
     with Store.open() as store:
         deployment = store.get_deployment(deployment_id)
     if deployment is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"deployment {deployment_id} not found")
+        raise _not_found(deployment_id)
     return deployment_resource(deployment, str(request.url.replace(query="")))
+
+
+@app.get(
+    "/deployments/{deployment_id}/template",
+    tags=["deployments"],
+    response_class=PlainTextResponse,
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "the TOSCA template"},
+        404: {"description": "no such deployment, or no template stored for it"},
+    },
+)
+def get_template(
+    deployment_id: str = Path(max_length=64),
+    caller: Caller = Authenticated,
+) -> PlainTextResponse:
+    """The TOSCA text the deployment was made from, as INDIGO's ``/template``."""
+    from stratoflow.store import Store
+
+    with Store.open() as store:
+        deployment = store.get_deployment(deployment_id)
+        if deployment is None:
+            raise _not_found(deployment_id)
+        record = store.get_plan_record(deployment.plan_hash)
+    if record is None or not record.get("template_text"):
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"deployment {deployment_id} has no stored template"
+        )
+    return PlainTextResponse(record["template_text"])
