@@ -28,12 +28,9 @@ import statistics
 import sys
 import time
 import uuid
-from pathlib import Path
 
-from fresh_home import use_fresh_embedded_home  # bench/ is on sys.path when run as a script
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.burst
-from tests.burst import post_burst  # noqa: E402
+from burst import post_burst  # bench/ is on sys.path when run as a script
+from fresh_home import use_fresh_embedded_home
 
 DEMO = "dimuon_campaign.yaml"
 

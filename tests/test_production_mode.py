@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.burst import post_burst
 from tests.cloud_sites import fake_openstack, histogram, openstack_entry, reference_histogram
 from tests.conftest import TEST_TEMPLATES, airflow_home_env, free_port
 from tests.engine import component, wait_for
@@ -39,9 +38,6 @@ DEMO = REPO / "include" / "templates" / "dimuon_campaign.yaml"
 # is this old (60 s in the production mode): then they fail and are retried. Shorter here,
 # for the suite's time.
 HEARTBEAT_TIMEOUT_S = 20
-# Demo campaigns posted at once, one per API: 6 made the suite 15 min on 2 cores;
-# bench/embedded_burst.py --production posts 50 (bench/README.md).
-BURST = 2
 PG_SERVER = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 
 
@@ -79,11 +75,7 @@ def production(tmp_path_factory):
     sites = home / "sites.yaml"
     sites.write_text(
         "sites:\n  - name: local\n    kind: local\n    cores: 2\n    memory: auto\n"
-        f"    allowed_roots: ['{{include}}', '{TEST_TEMPLATES}']\n"
-        # Room for the campaigns posted at once (each reserves 2 cores): the machine's two
-        # cores are shared, the admission queue is not what that test measures.
-        f"  - name: wide\n    kind: local\n    cores: {2 * BURST}\n    memory: auto\n"
-        "    allowed_roots: ['{include}']\n" + entry
+        f"    allowed_roots: ['{{include}}', '{TEST_TEMPLATES}']\n" + entry
     )
     prefix = f"sf_prod_{secrets.token_hex(4)}"
     broker = f"redis://127.0.0.1:6379/{random.randint(1, 15)}"
@@ -341,25 +333,3 @@ def test_killed_triggerer_while_a_boot_is_deferred_the_campaign_completes(produc
     assert cloud.leftovers() == {"servers": [], "ports": [], "floatingips": []}
     assert cloud.vms.running() == []
     assert component("triggerer").last_exit == "signal SIGKILL"
-
-
-def test_both_apis_at_once_complete_each_once(production):
-    from stratoflow.registration import catalogue_dir, register
-    from stratoflow.store import Store
-
-    template = "dimuon_campaign.yaml"
-    topology, plan = register(str(catalogue_dir() / template), ["site=wide"], run=True)
-    posts = post_burst(
-        BURST, BURST, template, {"site": "wide"}, plan["dag_id"], {**topology.bound_inputs}
-    )
-    assert sorted((p.route, p.status) for p in posts) == sorted(
-        [("stratoflow", 201)] * (BURST // 2) + [("airflow", 200)] * (BURST // 2)
-    ), posts
-    ids = [p.deployment_id for p in posts]
-    assert len(set(ids)) == BURST, ids
-    for deployment_id in ids:
-        done = final(deployment_id)
-        assert done.status.value == "CREATE_COMPLETE", done.status_reason
-        assert done.site == "wide"
-    listed = [d.id for d in Store.open().list_deployments(limit=1000)]
-    assert sorted(i for i in listed if i in ids) == sorted(ids)  # each once

@@ -1,7 +1,7 @@
 """A burst of deployments posted at once by concurrent clients: half through Stratoflow's
 ``POST /stratoflow/deployments``, half through Airflow's own
 ``POST /api/v2/dags/{dag_id}/dagRuns``. Plain HTTP clients that never retry, so every 5xx
-is seen. Used by tests/test_production_mode.py and bench/embedded_burst.py."""
+is seen. Used by bench/embedded_burst.py."""
 
 from __future__ import annotations
 
