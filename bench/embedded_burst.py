@@ -122,7 +122,7 @@ def main() -> int:
         completed = sum(store.get_deployment(i).status.value == "CREATE_COMPLETE" for i in ids)
         # Each submission is in the store once: no deployment twice, none missing.
         listed = [d.id for d in store.list_deployments(limit=10 * args.submissions)]
-        store_once = sorted(listed) == sorted({single, *ids}) and len(ids) == args.submissions
+        store_once = sorted(listed) == sorted([single, *ids]) and len(ids) == args.submissions
         exits = restarts() - exits_at_start
     finally:
         embedded.stop()

@@ -58,6 +58,14 @@ def reference_histogram(tmp_path: Path) -> dict:
     return json.loads((merged / "mass_histogram.json").read_text())
 
 
+def assert_reference_histogram(found: dict, tmp_path: Path) -> None:
+    """``found`` (a demo run's histogram) is the reference: equal but for its input names,
+    which stage-in prefixes with each file's place in the dataset (00000_dimuon_000...)."""
+    found, expected = dict(found), reference_histogram(tmp_path)
+    assert [n.split("_", 1)[1] for n in found.pop("inputs")] == expected.pop("inputs")
+    assert found == expected
+
+
 def assert_same_demo_result(run_dag, site: str) -> dict:
     """Run the demo locally and at ``site`` (only the placement input differs); the
     histograms must be identical. Returns the cloud run's result."""

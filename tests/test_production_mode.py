@@ -24,7 +24,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.cloud_sites import fake_openstack, histogram, openstack_entry, reference_histogram
+from tests.cloud_sites import (
+    assert_reference_histogram,
+    fake_openstack,
+    histogram,
+    openstack_entry,
+)
 from tests.conftest import TEST_TEMPLATES, airflow_home_env, free_port
 from tests.engine import component, wait_for
 
@@ -69,6 +74,9 @@ def cli(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def production(tmp_path_factory):
     home = tmp_path_factory.mktemp("production_home")
+    prefix = f"sf_prod_{secrets.token_hex(4)}"
+    broker = f"redis://127.0.0.1:6379/{random.randint(1, 15)}"
+    servers_or_skip(broker)
     # A VM boot waits in the triggerer on poll_interval_s; the fake holds it while told to.
     cloud = fake_openstack()
     entry, connections = openstack_entry(cloud, "cloud", poll_interval_s=0.5)
@@ -77,9 +85,6 @@ def production(tmp_path_factory):
         "sites:\n  - name: local\n    kind: local\n    cores: 2\n    memory: auto\n"
         f"    allowed_roots: ['{{include}}', '{TEST_TEMPLATES}']\n" + entry
     )
-    prefix = f"sf_prod_{secrets.token_hex(4)}"
-    broker = f"redis://127.0.0.1:6379/{random.randint(1, 15)}"
-    servers_or_skip(broker)
     extra = {
         "STRATOFLOW_PRODUCTION_PREFIX": prefix,
         "STRATOFLOW_CELERY_BROKER_URL": broker,
@@ -268,10 +273,7 @@ def assert_complete_and_clean(deployment, tmp_path: Path) -> None:
     from stratoflow.store import Store
 
     assert deployment.status.value == "CREATE_COMPLETE", deployment.status_reason
-    found, expected = histogram(deployment), reference_histogram(tmp_path)
-    # Stage-in names each input file after its place in the dataset: 00000_dimuon_000...
-    assert [n.split("_", 1)[1] for n in found.pop("inputs")] == expected.pop("inputs")
-    assert found == expected
+    assert_reference_histogram(histogram(deployment), tmp_path)
     results = Path(deployment.outputs["stage_out"]["results_dir"])
     assert sorted(p.name for p in results.iterdir()) == ["mass_histogram.json", "mass_spectrum.png"]
     files = [Path(f["url"]).name for f in deployment.outputs["stage_out"]["files"]]

@@ -106,6 +106,7 @@ def list_deployments(
     def page_url(number: int) -> str:
         return str(request.url.include_query_params(page=number, size=size))
 
+    base = request.url.replace(query="")
     links = [{"rel": "self", "href": page_url(page)}]
     if page > 0:
         links.append({"rel": "prev", "href": page_url(max(min(page, pages) - 1, 0))})
@@ -114,9 +115,7 @@ def list_deployments(
     return {
         # Not url_for: Airflow mounts both plugin apps in one, and the name get_deployment
         # found the Stratoflow API's route first.
-        "content": [
-            deployment_resource(d, f"{request.url.replace(query='')}/{d.id}") for d in found
-        ],
+        "content": [deployment_resource(d, f"{base}/{d.id}") for d in found],
         "page": {"size": size, "totalElements": total, "totalPages": pages, "number": page},
         "links": links,
     }

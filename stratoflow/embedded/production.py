@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from stratoflow.config import Production, airflow_home, production_file
 from stratoflow.errors import StratoflowError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 SERVER_ENV = "STRATOFLOW_PG_SERVER"
 BROKER_ENV = "STRATOFLOW_CELERY_BROKER_URL"
@@ -89,16 +93,24 @@ def forget() -> None:
     production_file().unlink(missing_ok=True)
 
 
+def _server_admin(mode: Production) -> tuple[Engine, list[URL]]:
+    """An autocommit engine on the server's ``postgres`` database, and the URLs of the
+    mode's two databases. Both are on one server (configure() makes them so)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    urls = [make_url(u) for u in (mode.airflow_db_url, mode.store_url)]
+    server = urls[0].set(database="postgres")
+    return create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool), urls
+
+
 def prepare_servers(mode: Production) -> None:
     """Make the two databases if the server lacks them, and check the broker answers:
     each missing service is named with how to start it."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
+    from sqlalchemy import text
 
-    # Both databases are on one server (configure() makes them so): one connection.
-    urls = [make_url(u) for u in (mode.airflow_db_url, mode.store_url)]
-    server = urls[0].set(database="postgres")
-    admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    admin, urls = _server_admin(mode)
+    server = admin.url
     try:
         with admin.connect() as conn:
             for u in urls:
@@ -130,13 +142,9 @@ def drop_databases(mode: Production) -> None:
     """Drop the mode's two databases and empty its broker database: for throwaway homes
     (tests, benchmarks), never called by ``down``."""
     import redis
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.pool import NullPool
+    from sqlalchemy import text
 
-    urls = [make_url(u) for u in (mode.airflow_db_url, mode.store_url)]
-    admin = create_engine(
-        urls[0].set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool
-    )
+    admin, urls = _server_admin(mode)
     try:
         with admin.connect() as conn:
             for u in urls:
