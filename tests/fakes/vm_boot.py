@@ -16,6 +16,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -28,23 +29,52 @@ AGENT_CONFIG = "/etc/stratoflow/agent.json"
 # Booters made one after another in one process (one per test module on an xdist worker)
 # must not reuse each other's addresses: an agent still stopping could answer the next.
 _BOOTERS = itertools.count()
+_NETS = 234  # second octets 16..249
+DEFAULT_AGENT_PORT = 8765
+
+
+def _second_octet(seed: int) -> int:
+    """A second octet no other booter alive in this test run uses.
+
+    xdist workers run at once: each takes every n-th octet from a start shared by the
+    run (its test-run id), so two workers never share one. A worker's booters take
+    that worker's octets in turn; one wraps onto an octet only after 234 / n booters,
+    long stopped by then. Outside xdist the process id seeds the start.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker.removeprefix("gw") or 0)
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
+    start = random.Random(f"{seed}-{run}").randrange(_NETS)
+    return 16 + (start + index + count * next(_BOOTERS)) % _NETS
+
+
+def _port_free(address: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((address, port))
+        except OSError:
+            return False
+    return True
 
 
 class VmBooter:
     def __init__(self, seed: int = 0) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="fake-vms-"))
-        # A second octet of its own: agents of an earlier run, or of an earlier booter in
-        # this process, can never hold our addresses (97 is coprime with 234).
-        offset = random.Random(seed ^ os.getpid()).randrange(234)
-        self._net = 16 + (offset + 97 * next(_BOOTERS)) % 234
+        self._net = _second_octet(seed)
         self._seq = 0
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
 
     def next_address(self) -> str:
+        """A loopback address no live agent listens on (one left by a killed run would
+        refuse our agent's bind, and the boot would wait for an agent that exited)."""
         with self._lock:
-            self._seq += 1
-            return f"127.{self._net}.{self._seq // 250}.{self._seq % 250 + 1}"
+            while True:
+                self._seq += 1
+                address = f"127.{self._net}.{self._seq // 250}.{self._seq % 250 + 1}"
+                if _port_free(address, DEFAULT_AGENT_PORT):
+                    return address
 
     def boot(self, vm_id: str, address: str, user_data: str) -> bool:
         """Start the VM's agent if its user data configures one; True if it did."""
