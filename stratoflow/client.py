@@ -31,6 +31,9 @@ BACKOFF_S = 0.5
 # burst, the look-up was a third of every submission's calls to a busy API server.
 READY_FOR_S = 60.0
 _ready_since: dict[tuple[str, str], float] = {}
+# (Airflow URL, DAG file) -> the file token Airflow's parseDagFile route takes: stable
+# for as long as the API server's secret key is.
+_file_tokens: dict[tuple[str, str], str] = {}
 
 
 class AirflowAPIError(StratoflowError):
@@ -112,6 +115,47 @@ class AirflowClient:
     def get_dag(self, dag_id: str) -> dict | None:
         r = self._call("GET", f"/api/v2/dags/{dag_id}", ok=(200, 404))
         return None if r.status_code == 404 else r.json()
+
+    def ready_now(self, dag_id: str) -> bool:
+        """True when the DAG is parsed (and unpaused here if it was paused), so a trigger
+        can go at once; False when the dag-processor has not parsed it yet. Never waits."""
+        known = (self.base_url, dag_id)
+        seen = _ready_since.get(known)
+        if seen is not None and time.monotonic() - seen < READY_FOR_S:
+            return True
+        dag = self.get_dag(dag_id)
+        if dag is None:
+            return False
+        if dag.get("is_paused"):
+            self.unpause(dag_id)
+        _ready_since[known] = time.monotonic()
+        return True
+
+    def request_parse(self, relative_fileloc: str, tag: str) -> bool:
+        """Ask the dag-processor to parse the DAG file ``relative_fileloc`` next, ahead of
+        its periodic pass. The file is named by one of its DAGs (tagged ``tag``), so it
+        must define one already. Best effort: False when none is found or the caller may
+        not ask (Airflow wants edit rights on the file's DAGs)."""
+        token = _file_tokens.get((self.base_url, relative_fileloc))
+        try:
+            if token is None:
+                r = self._call("GET", "/api/v2/dags", params={"tags": tag, "limit": 100})
+                token = next(
+                    (
+                        d["file_token"]
+                        for d in r.json().get("dags", [])
+                        if d.get("relative_fileloc") == relative_fileloc and d.get("file_token")
+                    ),
+                    None,
+                )
+                if token is None:
+                    return False
+                _file_tokens[(self.base_url, relative_fileloc)] = token
+            self._call("PUT", f"/api/v2/parseDagFile/{token}", ok=(200, 201))
+        except AirflowAPIError:
+            _file_tokens.pop((self.base_url, relative_fileloc), None)  # a new secret key?
+            return False
+        return True
 
     def dag_details(self, dag_id: str) -> dict:
         """The DAG with its params (the trigger form's typed fields)."""

@@ -43,21 +43,38 @@ def register_template(path: str, inputs: dict[str, Any] | None = None) -> tuple[
     Validation happens before anything is written, so a bad template or bad inputs leave
     no trace.
     """
+    topology, plan = compile_template(path, inputs)
+    publish(plan, Path(path).read_text(encoding="utf-8"))
+    return topology, plan
+
+
+def register_text(
+    text: str, inputs: dict[str, Any] | None = None, name_hint: str = "deployment"
+) -> tuple[Any, Plan]:
+    """Compile and store a template given as text (the INDIGO API's ``template``).
+
+    It has no directory of its own: its imports and artifacts resolve in the catalogue's
+    (bundled type libraries, catalogue files), as if it were one more catalogue file.
+    """
+    from stratoflow.plan import compile_plan
+    from stratoflow.tosca import load_topology_text
+
+    base = catalogue_dir()
+    topology = load_topology_text(text, base, inputs, name_hint=name_hint)
+    plan = compile_plan(topology, base)
+    publish(plan, text)
+    return topology, plan
+
+
+def publish(plan: Plan, template_text: str) -> None:
+    """Store a compiled plan (system of record), then write its parse-time projection."""
     from stratoflow.plan.registry import write_plan
     from stratoflow.store import Store
 
-    topology, plan = compile_template(path, inputs)
     # Closed at once: a long-lived caller (the API server) must not keep an engine per call.
     with Store.open() as store:
-        store.save_plan(
-            plan["hash"],
-            plan["name"],
-            plan["dag_id"],
-            plan,
-            Path(path).read_text(encoding="utf-8"),
-        )
+        store.save_plan(plan["hash"], plan["name"], plan["dag_id"], plan, template_text)
     write_plan(plan)
-    return topology, plan
 
 
 def register(path: str, pairs: list[str] | None = None, run: bool = False) -> tuple[Any, Plan]:

@@ -36,9 +36,19 @@ def submit(
 
     ``api`` defaults to the admin client; the deployments API passes one holding the
     caller's token. ``options`` are the submission's besides the inputs
-    (``keep_last_attempt``). The record comes first so a failure to trigger is visible as
-    CREATE_FAILED with the reason, never as a run nobody knows about.
+    (``keep_last_attempt``).
     """
+    deployment_id, run_id = record(plan, inputs, owner, options)
+    start(plan["dag_id"], run_id, deployment_id, inputs, api)
+    return deployment_id, run_id
+
+
+def record(
+    plan: Plan, inputs: dict[str, Any], owner: str, options: dict[str, Any] | None = None
+) -> tuple[str, str]:
+    """The deployment's record, CREATE_IN_PROGRESS, before its run exists: a failure to
+    trigger is then visible as CREATE_FAILED with the reason, never as a run nobody knows
+    about. Returns (deployment id, run id)."""
     dag_id = plan["dag_id"]
     run_id = f"stratoflow__{uuid.uuid4().hex[:16]}"
     deployment_id = deployment_id_for(dag_id, run_id)
@@ -46,21 +56,33 @@ def submit(
         store.create_deployment(
             dag_id, run_id, plan["hash"], inputs, owner=owner, id=deployment_id, options=options
         )
-        try:
-            with api or client() as airflow:
-                airflow.start_run(
-                    dag_id,
-                    run_id,
-                    inputs,
-                    embedded.one_trigger_at_a_time,
-                    note=f"deployment {deployment_id} (create)",
-                )
-        except Exception as exc:  # any failure to start: HTTP, network, auth
-            reason = f"could not start the run: {exc}"
-            store.set_status(deployment_id, "CREATE_FAILED", reason=reason)
-            status = exc.status if isinstance(exc, AirflowAPIError) else 0
-            raise AirflowAPIError(reason, status) from exc
     return deployment_id, run_id
+
+
+def start(
+    dag_id: str,
+    run_id: str,
+    deployment_id: str,
+    inputs: dict[str, Any],
+    api: AirflowClient | None = None,
+) -> None:
+    """Trigger a recorded deployment's run, once its DAG is parsed. Any failure to start
+    (HTTP, network, auth, the DAG never parsed) makes it CREATE_FAILED and is raised."""
+    try:
+        with api or client() as airflow:
+            airflow.start_run(
+                dag_id,
+                run_id,
+                inputs,
+                embedded.one_trigger_at_a_time,
+                note=f"deployment {deployment_id} (create)",
+            )
+    except Exception as exc:
+        reason = f"could not start the run: {exc}"
+        with Store.open() as store:
+            store.set_status(deployment_id, "CREATE_FAILED", reason=reason)
+        status = exc.status if isinstance(exc, AirflowAPIError) else 0
+        raise AirflowAPIError(reason, status) from exc
 
 
 def run_url(dag_id: str, run_id: str) -> str:

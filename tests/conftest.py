@@ -278,6 +278,25 @@ def airflow_up(airflow_env: dict[str, str]):
         embedded.stop(keep_database=True)
 
 
+@pytest.fixture(scope="module")
+def airflow(airflow_up) -> Iterator[Any]:
+    """An HTTP client of the module's embedded Airflow (no credentials)."""
+    import httpx
+
+    with httpx.Client(base_url=airflow_up.api_url(), timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def token(airflow, airflow_up) -> str:
+    """An access token of the embedded Airflow's admin."""
+    r = airflow.post(
+        "/auth/token", json={"username": "admin", "password": airflow_up.admin_password()}
+    )
+    assert r.status_code in (200, 201), r.text
+    return r.json()["access_token"]
+
+
 @pytest.fixture
 def run_dag(airflow_env: dict[str, str]):
     import json

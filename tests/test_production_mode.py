@@ -5,11 +5,12 @@ Redis as the broker; a campaign submitted with the CLI runs on the workers, its 
 followed across namespaces, and `stratoflow down` stops every process and leaves the
 servers running.
 
-Then it survives its own processes dying, as a site's would: the scheduler and the Celery
-worker that runs a fill task are SIGKILLed together (the worker's whole PID namespace, as a
-container that dies), and the triggerer while a VM's boot is deferred to it. The
-supervisor restarts each; the campaign completes with the histogram computed straight from
-the data, each output once, and nothing left after the reaper."""
+Then it survives its own processes dying, as a site's would. Two campaigns run at once
+(one test, for the suite's time): under the local one, the scheduler and the Celery worker
+that runs a fill task are SIGKILLed together (the worker's whole PID namespace, as a
+container that dies); under the cloud one, the triggerer while its VM's boot is deferred
+to it. The supervisor restarts each; both campaigns complete with the histogram computed
+straight from the data, each output once, and nothing left after the reaper."""
 
 from __future__ import annotations
 
@@ -269,69 +270,75 @@ def run_reaper() -> None:
     assert run["state"] == "success", states
 
 
-def assert_complete_and_clean(deployment, tmp_path: Path) -> None:
+def assert_complete_and_clean(deployments: list, tmp_path: Path) -> None:
     from stratoflow.store import Store
 
-    assert deployment.status.value == "CREATE_COMPLETE", deployment.status_reason
-    assert_reference_histogram(histogram(deployment), tmp_path)
-    results = Path(deployment.outputs["stage_out"]["results_dir"])
-    assert sorted(p.name for p in results.iterdir()) == ["mass_histogram.json", "mass_spectrum.png"]
-    files = [Path(f["url"]).name for f in deployment.outputs["stage_out"]["files"]]
-    assert sorted(files) == ["mass_histogram.json", "mass_spectrum.png"]
+    for deployment in deployments:
+        assert deployment.status.value == "CREATE_COMPLETE", deployment.status_reason
+        assert_reference_histogram(histogram(deployment), tmp_path)
+        results = Path(deployment.outputs["stage_out"]["results_dir"])
+        expected = ["mass_histogram.json", "mass_spectrum.png"]
+        assert sorted(p.name for p in results.iterdir()) == expected
+        assert sorted(Path(f["url"]).name for f in deployment.outputs["stage_out"]["files"]) == (
+            expected
+        )
 
     run_reaper()
     store = Store.open()
-    assert store.resources(deployment.id) == []
     held = [d for site in ("local", "cloud") for d, _ in store.reservations_at(site)]
-    assert deployment.id not in held
     sandbox = Path(os.environ["STRATOFLOW_HOME"]) / "sites" / "local" / "deployments"
-    assert not (sandbox / deployment.id).exists()
-    stray = subprocess.run(["pgrep", "-f", deployment.id], capture_output=True, text=True)
-    assert stray.stdout.split() == [], "a process of the deployment outlived it"
+    for deployment in deployments:
+        assert store.resources(deployment.id) == []
+        assert deployment.id not in held
+        assert not (sandbox / deployment.id).exists()
+        stray = subprocess.run(["pgrep", "-f", deployment.id], capture_output=True, text=True)
+        assert stray.stdout.split() == [], "a process of the deployment outlived it"
 
 
-def test_killed_scheduler_and_worker_mid_fill_the_campaign_completes(production, tmp_path):
-    # Two cores a fill: the four fills run one after another, so some are still to come.
-    deployment_id = submit(DEMO, "cpus_per_job=2")
-    _ti, victim = wait_for(
-        lambda: next(
-            ((t, w) for t in task_instances("running", "fill") if (w := worker_running(t))),
-            None,
-        ),
-        300,
-        "a fill task to run on a worker",
-        every=0.1,  # a fill task lasts a second or two
-    )
-    killed = {victim: component(victim).pid, "scheduler": component("scheduler").pid}
-    for pid in killed.values():  # the worker with its tasks and jobs, as a container dies
-        kill_tree(pid)
-
-    done = final(deployment_id)
-    assert_complete_and_clean(done, tmp_path)
-    for name, pid in killed.items():
-        restarted = component(name)
-        assert restarted.state == "running" and restarted.pid != pid, name
-        assert restarted.last_exit == "signal SIGKILL", name
-
-
-def test_killed_triggerer_while_a_boot_is_deferred_the_campaign_completes(production, tmp_path):
+def test_killed_processes_mid_campaign_the_campaigns_complete(production, tmp_path):
+    """Two demo campaigns at once, each losing processes under it: on the local site, the
+    scheduler and the worker that runs a fill (its whole tree, as a container dies); on
+    the cloud site, the triggerer while the VM's boot is deferred in it."""
     cloud = production["cloud"]
-    cloud.build_polls = 10**9  # the VM stays in BUILD until released below
+    cloud.build_polls = 10**9  # the cloud VM stays in BUILD until released below
     try:
-        deployment_id = submit(DEMO, "site=cloud")
+        on_cloud = submit(DEMO, "site=cloud")
+        # Two cores a fill: the four fills run one after another, so some are still to come.
+        on_local = submit(DEMO, "cpus_per_job=2")
+        _ti, victim = wait_for(
+            lambda: next(
+                ((t, w) for t in task_instances("running", "fill") if (w := worker_running(t))),
+                None,
+            ),
+            300,
+            "a fill task to run on a worker",
+            every=0.1,  # a fill task lasts a second or two
+        )
+        killed = {victim: component(victim).pid, "scheduler": component("scheduler").pid}
+        for pid in killed.values():  # the worker with its tasks and jobs
+            kill_tree(pid)
+
         wait_for(lambda: task_instances("deferred", "provision"), 300, "the boot to defer")
         polls = lambda: sum(s["_polls"] for s in cloud.servers.values())  # noqa: E731
         seen = wait_for(polls, 60, "the triggerer to poll the VM")
-        victim = component("triggerer").pid
-        kill_tree(victim)
-        wait_for(lambda: component("triggerer").pid != victim, 60, "the triggerer's restart")
+        killed["triggerer"] = component("triggerer").pid
+        kill_tree(killed["triggerer"])
+        wait_for(
+            lambda: component("triggerer").pid != killed["triggerer"],
+            60,
+            "the triggerer's restart",
+        )
         # The new triggerer takes the boot over (once the dead one's heartbeat is stale).
         wait_for(lambda: polls() > seen + 2, 120, "the boot to be polled again")
     finally:
         cloud.build_polls = 0
-    done = final(deployment_id)
-    assert done.site == "cloud"
+
+    done = [final(on_local), final(on_cloud)]
+    assert done[1].site == "cloud"
     assert_complete_and_clean(done, tmp_path)
     assert cloud.leftovers() == {"servers": [], "ports": [], "floatingips": []}
     assert cloud.vms.running() == []
-    assert component("triggerer").last_exit == "signal SIGKILL"
+    for name, pid in killed.items():
+        restarted = component(name)
+        assert restarted.state == "running" and restarted.pid != pid, name
+        assert restarted.last_exit == "signal SIGKILL", name

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
 
+from stratoflow.api.actions import airflow_failed, delete_as, invalid, not_found
 from stratoflow.api.auth import Caller, authenticated_caller
 
 log = logging.getLogger(__name__)
@@ -46,32 +47,6 @@ class DeploymentCreated(BaseModel):
     dag_id: str
     run_id: str
     status: str
-
-
-def invalid(issues: list[tuple[str, str]]) -> HTTPException:
-    """HTTP 422 naming each field at fault."""
-    return HTTPException(
-        # A literal: Starlette renamed the constant (..._ENTITY -> ..._CONTENT).
-        status_code=422,
-        detail=[{"loc": loc, "msg": msg} for loc, msg in issues],
-    )
-
-
-def _not_found(deployment_id: str) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, f"deployment {deployment_id} not found")
-
-
-def _airflow_failed(exc: Exception) -> HTTPException:
-    """Airflow refused the caller (403), did not answer in time (504) or failed (502)."""
-    code = getattr(exc, "status", 0)
-    return HTTPException(
-        status.HTTP_403_FORBIDDEN
-        if code in (401, 403)
-        else status.HTTP_504_GATEWAY_TIMEOUT
-        if code == 504
-        else status.HTTP_502_BAD_GATEWAY,
-        str(exc),
-    )
 
 
 app = FastAPI(
@@ -126,7 +101,7 @@ def get_deployment(
     with Store.open() as store:
         deployment = store.get_deployment(deployment_id)
         if deployment is None:
-            raise _not_found(deployment_id)
+            raise not_found(deployment_id)
         info = deployment.to_dict()
         info["resources"] = resource_views(store, deployment)
         info["usage"] = store.usage_totals(deployment_id)
@@ -171,7 +146,7 @@ def create_deployment(
             options={"keep_last_attempt": True} if request.keep_last_attempt else None,
         )
     except AirflowAPIError as exc:
-        raise _airflow_failed(exc) from None
+        raise airflow_failed(exc) from None
     return DeploymentCreated(
         id=deployment_id, dag_id=plan["dag_id"], run_id=run_id, status="CREATE_IN_PROGRESS"
     )
@@ -196,28 +171,9 @@ def delete_deployment(
     start a run of the delete DAG that removes every resource it holds. The deployment is
     DELETE_IN_PROGRESS at once; DELETE_COMPLETE or DELETE_FAILED when the run ends.
     Deleting a DELETE_FAILED deployment tries again. Only its owner may delete it."""
-    from stratoflow.api.airflow import AirflowAPIError, airflow_client_as
-    from stratoflow.deletion import DELETE_DAG_ID, request_delete
-    from stratoflow.store import DeleteConflict, NotFound, Store
+    from stratoflow.deletion import DELETE_DAG_ID
 
-    with Store.open() as store:
-        deployment = store.get_deployment(deployment_id)
-        if deployment is None:
-            raise _not_found(deployment_id)
-        if deployment.owner != caller.name:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                f"deployment {deployment_id} belongs to {deployment.owner}, not {caller.name}",
-            )
-        try:
-            with airflow_client_as(caller.token) as api:
-                _before, run_id = request_delete(deployment_id, api, caller.name, store)
-        except NotFound:
-            raise _not_found(deployment_id) from None
-        except DeleteConflict as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-        except AirflowAPIError as exc:
-            raise _airflow_failed(exc) from None
+    run_id = delete_as(deployment_id, caller)
     return DeploymentCreated(
         id=deployment_id, dag_id=DELETE_DAG_ID, run_id=run_id, status="DELETE_IN_PROGRESS"
     )

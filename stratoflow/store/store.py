@@ -331,6 +331,32 @@ class Store(ResourceOps, AdmissionOps, ReaperLog, CatalogueOps, RuleOps, Replica
             )
         return before
 
+    def reset_stuck_delete(self, id: str, reason: str) -> None:
+        """DELETE_IN_PROGRESS -> DELETE_FAILED, so that a delete whose run died can be asked
+        again (INDIGO's ``PATCH {status: DELETE_FAILED}``). Raises NotFound, or
+        ``DeleteConflict`` in any other state."""
+        with self._write() as conn:
+            done = conn.execute(
+                update(deployments)
+                .where(deployments.c.id == id)
+                .where(deployments.c.status == DeploymentStatus.DELETE_IN_PROGRESS.value)
+                .values(
+                    status=DeploymentStatus.DELETE_FAILED.value,
+                    status_reason=reason[:_MAX_MESSAGE] or None,
+                    task=None,
+                    updated_at=utcnow(),
+                )
+            ).rowcount
+            if done:
+                return
+            row = conn.execute(select(deployments.c.status).where(deployments.c.id == id)).first()
+        if row is None:
+            raise NotFound(f"no deployment {id!r}")
+        raise DeleteConflict(
+            f"deployment {id} is {row.status}: only a DELETE_IN_PROGRESS deployment can be"
+            " reset to DELETE_FAILED"
+        )
+
     # -- step events ------------------------------------------------------------------------
 
     def record_step_event(

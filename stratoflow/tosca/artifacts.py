@@ -53,7 +53,8 @@ def read_artifacts(
             issues.append(
                 Issue(
                     f"{awhere}.file",
-                    f"{file!r} refused: must be a relative path inside the template directory",
+                    f"{file!r} refused: an artifact is a file in the template's directory (for"
+                    " a template posted as text, the catalogue's); nothing is fetched",
                 )
             )
             continue

@@ -1,75 +1,22 @@
-"""The INDIGO PaaS Orchestrator's deployments API, mounted by the Airflow plugin at
-``/orchestrator`` as INDIGO serves it, so that clients that speak it (orchent, portals,
-dashboards) need only a new base URL.
-
-So far the read routes: ``GET /deployments`` (paged as INDIGO's Spring paging),
-``GET /deployments/{id}`` with INDIGO's field names, and its ``/template``. Creating,
-deleting and the resource routes are still the Stratoflow API's (``/stratoflow``); see
-docs/api.md.
-
-Authentication is the Stratoflow API's: Airflow's JWT on every route.
-"""
+"""The INDIGO routes that read: the paged list, one deployment, its TOSCA template."""
 
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.responses import PlainTextResponse
 
+from stratoflow.api.actions import not_found
 from stratoflow.api.auth import Caller, authenticated_caller
+from stratoflow.api.indigo.views import deployment_resource
 
-URL_PREFIX = "/orchestrator"
 DEFAULT_PAGE_SIZE = 20  # INDIGO's (Spring's) default
 MAX_PAGE_SIZE = 100  # Airflow's own API pages at most 100 too
 
-app = FastAPI(
-    title="Stratoflow: INDIGO-compatible deployments API",
-    version="1",
-    description=(
-        "The INDIGO PaaS Orchestrator's `/deployments` routes over Stratoflow's "
-        "deployments (read routes so far). Authenticate with a JWT from Airflow's "
-        "`POST /auth/token` (`Authorization: Bearer <token>`)."
-    ),
-    docs_url="/docs",
-    openapi_url="/openapi.json",
-    redoc_url=None,
-)
-
+router = APIRouter(tags=["deployments"])
 Authenticated = Depends(authenticated_caller)
-
-
-def indigo_time(value: datetime) -> str:
-    """INDIGO's date format, ``yyyy-MM-dd'T'HH:mmZ`` in UTC (minute precision)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M+0000")
-
-
-def _not_found(deployment_id: str) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, f"deployment {deployment_id} not found")
-
-
-def deployment_resource(deployment: Any, self_url: str) -> dict[str, Any]:
-    """A deployment as INDIGO's ``DeploymentResource``: null fields are left out."""
-    body = {
-        "uuid": deployment.id,
-        "creationTime": indigo_time(deployment.created_at),
-        "updateTime": indigo_time(deployment.updated_at),
-        # The backend's id of the deployment: INDIGO gives the IM's, here the DAG run's.
-        "physicalId": deployment.run_id,
-        "status": deployment.status.value,
-        "statusReason": deployment.status_reason,
-        "outputs": deployment.outputs,
-        "task": deployment.task or "NONE",
-        "cloudProviderName": deployment.site,
-        "createdBy": {"subject": deployment.owner},
-        "links": [
-            {"rel": "self", "href": self_url},
-            {"rel": "template", "href": f"{self_url}/template"},
-        ],
-    }
-    return {k: v for k, v in body.items() if v is not None}
 
 
 def _owner(created_by: str | None, caller: Caller) -> str | None:
@@ -80,7 +27,7 @@ def _owner(created_by: str | None, caller: Caller) -> str | None:
     return caller.name if created_by == "me" else created_by
 
 
-@app.get("/deployments", tags=["deployments"])
+@router.get("/deployments")
 def list_deployments(
     request: Request,
     created_by: str | None = Query(
@@ -121,9 +68,8 @@ def list_deployments(
     }
 
 
-@app.get(
+@router.get(
     "/deployments/{deployment_id}",
-    tags=["deployments"],
     responses={404: {"description": "no such deployment"}},
 )
 def get_deployment(
@@ -137,13 +83,12 @@ def get_deployment(
     with Store.open() as store:
         deployment = store.get_deployment(deployment_id)
     if deployment is None:
-        raise _not_found(deployment_id)
+        raise not_found(deployment_id)
     return deployment_resource(deployment, str(request.url.replace(query="")))
 
 
-@app.get(
+@router.get(
     "/deployments/{deployment_id}/template",
-    tags=["deployments"],
     response_class=PlainTextResponse,
     responses={
         200: {"content": {"text/plain": {}}, "description": "the TOSCA template"},
@@ -160,7 +105,7 @@ def get_template(
     with Store.open() as store:
         deployment = store.get_deployment(deployment_id)
         if deployment is None:
-            raise _not_found(deployment_id)
+            raise not_found(deployment_id)
         record = store.get_plan_record(deployment.plan_hash)
     if record is None or not record.get("template_text"):
         raise HTTPException(

@@ -1,0 +1,36 @@
+"""The INDIGO PaaS Orchestrator's deployments API, mounted by the Airflow plugin at
+``/orchestrator`` as INDIGO serves it, so that clients that speak it (orchent, portals,
+dashboards) need only a new base URL.
+
+Routes: ``GET /deployments`` (paged as INDIGO's Spring paging), ``POST /deployments``
+(TOSCA text or a catalogue name), ``GET`` and ``DELETE /deployments/{id}`` and its
+``/template``. The resource routes are still the Stratoflow API's (``/stratoflow``); see
+docs/api.md.
+
+Authentication is the Stratoflow API's: Airflow's JWT on every route.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from stratoflow.api.indigo import reads, writes
+
+URL_PREFIX = "/orchestrator"
+
+app = FastAPI(
+    title="Stratoflow: INDIGO-compatible deployments API",
+    version="1",
+    description=(
+        "The INDIGO PaaS Orchestrator's `/deployments` routes over Stratoflow's "
+        "deployments. Authenticate with a JWT from Airflow's `POST /auth/token` "
+        "(`Authorization: Bearer <token>`)."
+    ),
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+    redoc_url=None,
+)
+app.include_router(reads.router)
+app.include_router(writes.router)
+
+__all__ = ["URL_PREFIX", "app"]

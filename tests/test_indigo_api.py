@@ -1,0 +1,270 @@
+"""The INDIGO-compatible deployments API (``/orchestrator``), over HTTP against the plugin in
+the real embedded Airflow, driven as orchent and the INDIGO dashboards call it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stratoflow.store import Store
+from tests.engine import assert_engine_alive, wait_for
+
+pytestmark = pytest.mark.airflow
+
+CLUSTER = Path(__file__).parents[1] / "include" / "templates" / "local_cluster.yaml"
+
+
+@pytest.fixture(scope="module")
+def indigo(airflow_up, token) -> httpx.Client:
+    with httpx.Client(
+        base_url=f"{airflow_up.api_url()}/orchestrator",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    ) as client:
+        yield client
+
+
+def _new_template(name: str) -> str:
+    """The catalogue's cluster under a name Airflow has never seen: a new DAG."""
+    text = CLUSTER.read_text()
+    return text.replace("template_name: local_cluster", f"template_name: {name}")
+
+
+def _status(indigo: httpx.Client, deployment_id: str) -> dict:
+    r = indigo.get(f"/deployments/{deployment_id}")
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _settled(indigo: httpx.Client, deployment_id: str, timeout: float = 240) -> dict:
+    def done() -> dict | None:
+        assert_engine_alive()
+        shown = _status(indigo, deployment_id)
+        return None if shown["status"].endswith("_IN_PROGRESS") else shown
+
+    return wait_for(done, timeout, f"deployment {deployment_id} to settle", every=1.0)
+
+
+def test_routes_refuse_a_missing_token(airflow_up):
+    with httpx.Client(base_url=f"{airflow_up.api_url()}/orchestrator", timeout=60) as client:
+        some = "/deployments/00000000-0000-0000-0000-000000000000"
+        for method, path in (
+            ("GET", "/deployments"),
+            ("GET", some),
+            ("POST", "/deployments"),
+            ("DELETE", some),
+            ("PATCH", some),
+        ):
+            assert client.request(method, path).status_code == 401, (method, path)
+
+
+def test_a_new_template_posted_as_text_is_created_then_deleted(indigo):
+    """orchent's create, get, list and delete, end to end on the local site, with a
+    template Airflow has never parsed: the POST answers before its DAG exists."""
+    posted = time.monotonic()
+    r = indigo.post(
+        "/deployments",
+        json={
+            "template": _new_template(f"indigo_{uuid.uuid4().hex[:8]}"),
+            "parameters": {"hosts": 1},
+            "callback": "http://127.0.0.1:9/never-called-yet",
+            "keepLastAttempt": False,
+        },
+    )
+    answered_s = time.monotonic() - posted
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert created["status"] == "CREATE_IN_PROGRESS"
+    assert created["createdBy"] == {"subject": "admin"}
+    assert created["callback"] == "http://127.0.0.1:9/never-called-yet"
+    assert r.headers["Location"].endswith(f"/orchestrator/deployments/{created['uuid']}")
+    assert answered_s < 10, f"the POST took {answered_s:.1f} s"  # not a parse wait (60 s+)
+
+    shown = _settled(indigo, created["uuid"])
+    assert shown["status"] == "CREATE_COMPLETE", shown.get("statusReason")
+    assert shown["cloudProviderName"] == "local" and shown["physicalId"] == created["physicalId"]
+    listed = indigo.get("/deployments", params={"createdBy": "me", "size": 100}).json()
+    assert created["uuid"] in {d["uuid"] for d in listed["content"]}
+    assert "template_name: indigo_" in indigo.get(f"/deployments/{created['uuid']}/template").text
+
+    r = indigo.delete(f"/deployments/{created['uuid']}")
+    assert r.status_code == 204, r.text
+    again = indigo.delete(f"/deployments/{created['uuid']}")
+    assert again.status_code in (409, 204), again.text  # 204 only if it finished already
+    if again.status_code == 409:
+        assert "DELETE_IN_PROGRESS" in again.json()["detail"]
+    assert _settled(indigo, created["uuid"])["status"] == "DELETE_COMPLETE"
+    r = indigo.patch(f"/deployments/{created['uuid']}", json={"status": "DELETE_FAILED"})
+    assert r.status_code == 409 and "DELETE_COMPLETE" in r.json()["detail"]
+
+
+def test_a_catalogue_template_may_be_named(indigo):
+    r = indigo.post("/deployments", json={"template": "local_cluster.yaml", "parameters": {}})
+    assert r.status_code == 201, r.text
+    deployment_id = r.json()["uuid"]
+    try:
+        assert _settled(indigo, deployment_id)["status"] == "CREATE_COMPLETE"
+    finally:
+        assert indigo.delete(f"/deployments/{deployment_id}").status_code == 204
+        assert _settled(indigo, deployment_id)["status"] == "DELETE_COMPLETE"
+
+
+def test_patch_resets_a_delete_stuck_in_progress(indigo):
+    store = Store.open()
+    made = store.create_deployment("indigo_stuck", f"run-{uuid.uuid4().hex}", "0" * 16, {}, "admin")
+    store.begin_delete(made.id, "a test's delete that never runs")
+    r = indigo.patch(f"/deployments/{made.id}", json={"status": "DELETE_FAILED"})
+    assert r.status_code == 204, r.text
+    shown = _status(indigo, made.id)
+    assert shown["status"] == "DELETE_FAILED" and "reset by admin" in shown["statusReason"]
+    r = indigo.patch(f"/deployments/{made.id}", json={"status": "CREATE_COMPLETE"})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "status"]
+
+
+def test_another_owners_deployment_cannot_be_deleted_or_reset(indigo):
+    store = Store.open()
+    made = store.create_deployment("indigo_other", f"run-{uuid.uuid4().hex}", "0" * 16, {}, "bob")
+    try:
+        assert indigo.delete(f"/deployments/{made.id}").status_code == 403
+        r = indigo.patch(f"/deployments/{made.id}", json={"status": "DELETE_FAILED"})
+        assert r.status_code == 403 and "belongs to bob" in r.json()["detail"]
+        assert _status(indigo, made.id)["status"] == "CREATE_IN_PROGRESS"
+    finally:
+        store.set_status(made.id, "CREATE_FAILED", reason="a test's record")
+
+
+URL_ARTIFACT = _new_template("indigo_url_artifact").replace(
+    "  node_templates:\n    cluster:\n",
+    "  node_templates:\n    cluster:\n      artifacts:\n"
+    "        setup: { file: 'https://example.org/setup.sh' }\n",
+)
+
+
+@pytest.mark.parametrize(
+    "body,loc",
+    [
+        ({"template": 5}, ["body", "template"]),
+        ({"template": ["tosca"]}, ["body", "template"]),
+        ({"template": "x" * (10 * 1024 * 1024)}, ["body", "template"]),
+        ({"template": ""}, ["body", "template"]),
+        ({}, ["body", "template"]),
+        ({"template": "local_cluster.yaml", "callback": "ftp://h/x"}, ["body", "callback"]),
+        ({"template": "local_cluster.yaml", "callback": "file:///etc/x"}, ["body", "callback"]),
+        (
+            {"template": "local_cluster.yaml", "timeoutMins": 5, "providerTimeoutMins": 10},
+            "providerTimeoutMins",
+        ),
+        ({"template": "local_cluster.yaml", "timeoutMins": 0}, ["body", "timeoutMins"]),
+        (
+            {"template": "local_cluster.yaml", "maxProvidersRetry": -1},
+            ["body", "maxProvidersRetry"],
+        ),
+        ({"template": "local_cluster.yaml", "colour": "red"}, ["body", "colour"]),
+        ({"template": "local_cluster.yaml", "parameters": {"hosts": 99}}, None),
+        ({"template": "no_such.yaml"}, "template"),
+        ({"template": "tosca_definitions_version: [1\n"}, None),
+        (
+            {"template": URL_ARTIFACT},
+            "topology_template.node_templates.cluster.artifacts.setup.file",
+        ),
+    ],
+    ids=lambda v: str(v)[:40] if not isinstance(v, dict) else ",".join(map(str, v)),
+)
+def test_bad_input_is_422_naming_the_field_and_creates_nothing(indigo, body, loc):
+    store = Store.open()
+    before = store.count_deployments()
+    r = indigo.post("/deployments", json=body)
+    assert r.status_code == 422, r.text[:500]
+    locs = [e["loc"] for e in r.json()["detail"]]
+    if loc is not None:
+        assert loc in locs, locs
+    assert store.count_deployments() == before
+
+
+def test_list_is_paged_and_each_deployment_reads_back(indigo):
+    import uuid
+
+    from stratoflow.store import Store
+
+    store = Store.open()
+    owner = f"indigo-{uuid.uuid4().hex[:8]}"
+    made = [  # records only: no DAG runs behind them
+        store.create_deployment("indigo_paging", f"run-{uuid.uuid4().hex}", "0" * 16, {}, owner)
+        for _ in range(5)
+    ]
+    try:
+        _check_paging(indigo, store, owner)
+    finally:  # final, so that nothing else in this home takes them for live work
+        for d in made:
+            store.set_status(d.id, "CREATE_FAILED", reason="a test's record")
+
+
+def _check_paging(indigo, store, owner: str) -> None:
+    r = indigo.get("/deployments", params={"createdBy": owner, "size": 2, "page": 1})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["page"] == {"size": 2, "totalElements": 5, "totalPages": 3, "number": 1}
+    expected = [d.id for d in store.list_deployments(owner=owner, limit=2, offset=2)]
+    assert [d["uuid"] for d in body["content"]] == expected
+    links = {link["rel"]: link["href"] for link in body["links"]}
+    assert set(links) == {"self", "prev", "next"}
+    assert "page=2" in links["next"] and "page=0" in links["prev"]
+    last = indigo.get(links["next"]).json()
+    assert len(last["content"]) == 1 and {x["rel"] for x in last["links"]} == {"self", "prev"}
+
+    shown = body["content"][0]
+    assert shown["status"] == "CREATE_IN_PROGRESS" and shown["task"] == "NONE"
+    assert shown["createdBy"] == {"subject": owner}
+    assert len(shown["creationTime"]) == len("2026-12-06T15:04+0000")
+    assert "statusReason" not in shown and "cloudProviderName" not in shown  # nulls left out
+    links = {link["rel"]: link["href"] for link in shown["links"]}
+    assert set(links) == {"self", "template"}
+    assert indigo.get(links["self"]).json() == shown
+    missing = indigo.get(links["template"])  # these records have no plan behind them
+    assert missing.status_code == 404 and "no stored template" in missing.json()["detail"]
+
+
+def test_template_is_the_tosca_text(indigo):
+    import uuid
+
+    from stratoflow.store import Store
+
+    store = Store.open()
+    text = "tosca_definitions_version: tosca_simple_yaml_1_3\n# indigo template test\n"
+    plan_hash = uuid.uuid4().hex[:16]
+    dag_id = f"indigo_template_{plan_hash}"
+    store.save_plan(plan_hash, "indigo_template", dag_id, {}, text)
+    made = store.create_deployment(dag_id, "run-1", plan_hash, {}, "indigo-template")
+    try:
+        r = indigo.get(f"/deployments/{made.id}/template")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+        assert r.text == text
+    finally:
+        store.set_status(made.id, "CREATE_FAILED", reason="a test's record")
+
+
+def test_created_by_me_is_the_caller(indigo):
+    from stratoflow.store import Store
+
+    body = indigo.get("/deployments", params={"createdBy": "me", "size": 100}).json()
+    assert body["page"]["totalElements"] == Store.open().count_deployments(owner="admin")
+    assert all(d["createdBy"] == {"subject": "admin"} for d in body["content"])
+
+
+@pytest.mark.parametrize(
+    "params", [{"size": 0}, {"size": -1}, {"size": 10**9}, {"page": -1}, {"createdBy": ""}]
+)
+def test_bad_paging_is_422_naming_the_parameter(indigo, params):
+    r = indigo.get("/deployments", params=params)
+    assert r.status_code == 422, r.text
+    (name,) = params
+    assert [e["loc"] for e in r.json()["detail"]] == [["query", name]]
+
+
+def test_unknown_deployment_is_404(indigo):
+    r = indigo.get("/deployments/00000000-0000-0000-0000-000000000000")
+    assert r.status_code == 404 and "not found" in r.json()["detail"]
