@@ -90,6 +90,7 @@ def test_a_new_template_posted_as_text_is_created_then_deleted(indigo):
     listed = indigo.get("/deployments", params={"createdBy": "me", "size": 100}).json()
     assert created["uuid"] in {d["uuid"] for d in listed["content"]}
     assert "template_name: indigo_" in indigo.get(f"/deployments/{created['uuid']}/template").text
+    _check_resources(indigo, shown)
 
     r = indigo.delete(f"/deployments/{created['uuid']}")
     assert r.status_code == 204, r.text
@@ -100,6 +101,29 @@ def test_a_new_template_posted_as_text_is_created_then_deleted(indigo):
     assert _settled(indigo, created["uuid"])["status"] == "DELETE_COMPLETE"
     r = indigo.patch(f"/deployments/{created['uuid']}", json={"status": "DELETE_FAILED"})
     assert r.status_code == 409 and "DELETE_COMPLETE" in r.json()["detail"]
+
+
+def _check_resources(indigo: httpx.Client, shown: dict) -> None:
+    links = {link["rel"]: link["href"] for link in shown["links"]}
+    r = indigo.get(links["resources"])
+    assert r.status_code == 200, r.text
+    (host,) = r.json()["content"]  # one host: its sandbox on the local site
+    assert host["toscaNodeName"] == "cluster" and host["toscaNodeType"] == "tosca.nodes.Compute"
+    assert host["state"] == "CREATED" and host["metadata"]["site"] == "local"
+    self_link = next(x["href"] for x in host["links"] if x["rel"] == "self")
+    assert indigo.get(self_link).json() == host
+    typed = indigo.get(links["resources"], params={"type": "tosca.nodes.Compute"}).json()
+    assert typed["content"] == [host] and typed["page"]["totalElements"] == 1
+    other = indigo.get(links["resources"], params={"type": "tosca.nodes.Database"}).json()
+    assert other["content"] == [] and other["page"]["totalElements"] == 0
+    missing = indigo.get(f"{links['resources']}/00000000-0000-0000-0000-000000000000")
+    assert missing.status_code == 404
+
+    (machine,) = indigo.get(f"{links['self']}/extrainfo").json()
+    assert machine["vmId"] == host["physicalId"] and machine["toscaNodeName"] == "cluster"
+    log = indigo.get(f"{links['self']}/log")
+    assert log.status_code == 200 and log.headers["content-type"].startswith("text/plain")
+    assert " provision" in log.text, log.text
 
 
 def test_a_catalogue_template_may_be_named(indigo):
@@ -133,6 +157,9 @@ def test_another_owners_deployment_cannot_be_deleted_or_reset(indigo):
         r = indigo.patch(f"/deployments/{made.id}", json={"status": "DELETE_FAILED"})
         assert r.status_code == 403 and "belongs to bob" in r.json()["detail"]
         assert _status(indigo, made.id)["status"] == "CREATE_IN_PROGRESS"
+        for private in ("log", "extrainfo"):
+            assert indigo.get(f"/deployments/{made.id}/{private}").status_code == 403
+        assert indigo.get(f"/deployments/{made.id}/resources").json()["content"] == []
     finally:
         store.set_status(made.id, "CREATE_FAILED", reason="a test's record")
 
@@ -222,7 +249,7 @@ def _check_paging(indigo, store, owner: str) -> None:
     assert len(shown["creationTime"]) == len("2026-12-06T15:04+0000")
     assert "statusReason" not in shown and "cloudProviderName" not in shown  # nulls left out
     links = {link["rel"]: link["href"] for link in shown["links"]}
-    assert set(links) == {"self", "template"}
+    assert set(links) == {"self", "resources", "template"}
     assert indigo.get(links["self"]).json() == shown
     missing = indigo.get(links["template"])  # these records have no plan behind them
     assert missing.status_code == 404 and "no stored template" in missing.json()["detail"]

@@ -4,8 +4,7 @@ dashboards) need only a new base URL.
 
 Routes: ``GET /deployments`` (paged as INDIGO's Spring paging), ``POST /deployments``
 (TOSCA text or a catalogue name), ``GET`` and ``DELETE /deployments/{id}`` and its
-``/template``. The resource routes are still the Stratoflow API's (``/stratoflow``); see
-docs/api.md.
+``/template``, ``/resources``, ``/log`` and ``/extrainfo``. See docs/api.md.
 
 Authentication is the Stratoflow API's: Airflow's JWT on every route.
 """
@@ -14,7 +13,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from stratoflow.api.indigo import reads, writes
+from stratoflow.api.indigo import reads, resources, writes
 
 URL_PREFIX = "/orchestrator"
 
@@ -32,5 +31,6 @@ app = FastAPI(
 )
 app.include_router(reads.router)
 app.include_router(writes.router)
+app.include_router(resources.router)
 
 __all__ = ["URL_PREFIX", "app"]

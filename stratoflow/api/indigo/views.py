@@ -28,6 +28,7 @@ def deployment_resource(deployment: Any, self_url: str) -> dict[str, Any]:
         "createdBy": {"subject": deployment.owner},
         "links": [
             {"rel": "self", "href": self_url},
+            {"rel": "resources", "href": f"{self_url}/resources"},
             {"rel": "template", "href": f"{self_url}/template"},
         ],
     }
