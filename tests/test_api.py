@@ -125,7 +125,7 @@ def test_bad_input_is_422_naming_the_field_and_deploys_nothing(api):
     r = api.post("/deployments", json={"template": DEMO, "inputs": {"chunk_size": "x"}})
     assert r.status_code == 422, r.text
     locs = [d["loc"] for d in r.json()["detail"]]
-    assert "topology_template.inputs.chunk_size" in locs
+    assert ["body", "template", "topology_template.inputs.chunk_size"] in locs
     assert _deployment_ids(api) == before
 
 
@@ -136,7 +136,7 @@ def test_template_outside_the_catalogue_is_422_naming_template(api, template):
     before = _deployment_ids(api)
     r = api.post("/deployments", json={"template": template, "inputs": {}})
     assert r.status_code == 422, r.text
-    assert [d["loc"] for d in r.json()["detail"]] == ["template"]
+    assert [d["loc"] for d in r.json()["detail"]] == [["body", "template"]]
     assert _deployment_ids(api) == before
 
 

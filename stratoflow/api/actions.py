@@ -6,14 +6,24 @@ from __future__ import annotations
 from fastapi import HTTPException, status
 
 from stratoflow.api.auth import Caller
+from stratoflow.errors import TemplateError
 
 
-def invalid(issues: list[tuple[str, str]]) -> HTTPException:
-    """HTTP 422 naming each field at fault."""
+def invalid(issues: list[tuple[list[str], str]]) -> HTTPException:
+    """HTTP 422 naming each field at fault, in FastAPI's own shape (the one the OpenAPI
+    documents give): ``{"detail": [{"loc": [...], "msg": ..., "type": ...}]}``."""
     return HTTPException(
         # A literal: Starlette renamed the constant (..._ENTITY -> ..._CONTENT).
         status_code=422,
-        detail=[{"loc": loc, "msg": msg} for loc, msg in issues],
+        detail=[{"loc": list(loc), "msg": msg, "type": "value_error"} for loc, msg in issues],
+    )
+
+
+def template_faults(exc: TemplateError) -> HTTPException:
+    """422 with each fault of a template: ``loc`` is ``["body", "template", <TOSCA path>]``
+    (an input's fault too: its path is ``topology_template.inputs.<name>``)."""
+    return invalid(
+        [(["body", "template", *([i.path] if i.path else [])], i.message) for i in exc.issues]
     )
 
 

@@ -17,8 +17,15 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
 
-from stratoflow.api.actions import airflow_failed, delete_as, invalid, not_found
+from stratoflow.api.actions import (
+    airflow_failed,
+    delete_as,
+    invalid,
+    not_found,
+    template_faults,
+)
 from stratoflow.api.auth import Caller, authenticated_caller
+from stratoflow.api.strictness import answer_as_documented, refuse_unknown_query
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +35,8 @@ MAX_LIST = 500
 class DeploymentRequest(BaseModel):
     template: str = Field(
         max_length=256,
+        # No `examples`: a fuzzer of the document would start real campaigns with it.
         description="A catalogue template file name, e.g. `dimuon_campaign.yaml`.",
-        examples=["dimuon_campaign.yaml"],
     )
     inputs: dict[str, Any] = Field(
         default_factory=dict, description="The template's inputs; omitted ones take defaults."
@@ -60,7 +67,9 @@ app = FastAPI(
     docs_url="/docs",
     openapi_url="/openapi.json",
     redoc_url=None,
+    dependencies=[Depends(refuse_unknown_query)],
 )
+answer_as_documented(app)
 
 Authenticated = Depends(authenticated_caller)
 
@@ -131,12 +140,12 @@ def create_deployment(
     try:
         path = resolve_template(request.template)
     except BadTemplateName as exc:
-        raise invalid([("template", str(exc))]) from None
+        raise invalid([(["body", "template"], str(exc))]) from None
     try:
         # Validation precedes any write: bad inputs register nothing and deploy nothing.
         topology, plan = register_template(str(path), request.inputs)
     except TemplateError as exc:
-        raise invalid([(i.path or "template", i.message) for i in exc.issues]) from None
+        raise template_faults(exc) from None
     try:
         deployment_id, run_id = submit_as(
             plan,
@@ -190,7 +199,7 @@ def queue(
 
     rooms = site_rooms()
     if site is not None and site not in rooms:
-        raise invalid([("site", f"no compute site {site!r}; known: {', '.join(rooms)}")])
+        raise invalid([(["query", "site"], f"no compute site {site!r}; known: {', '.join(rooms)}")])
     with Store.open() as store:
         entries = store.queue_listing(rooms)
     return [e for e in entries if site is None or e["site"] == site]

@@ -11,9 +11,10 @@ Authentication is the Stratoflow API's: Airflow's JWT on every route.
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from stratoflow.api.indigo import reads, resources, writes
+from stratoflow.api.strictness import answer_as_documented, refuse_unknown_query
 
 URL_PREFIX = "/orchestrator"
 
@@ -28,7 +29,9 @@ app = FastAPI(
     docs_url="/docs",
     openapi_url="/openapi.json",
     redoc_url=None,
+    dependencies=[Depends(refuse_unknown_query)],
 )
+answer_as_documented(app)
 app.include_router(reads.router)
 app.include_router(writes.router)
 app.include_router(resources.router)

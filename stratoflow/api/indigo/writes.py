@@ -9,7 +9,13 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from stratoflow.api.actions import airflow_failed, delete_as, invalid, reset_delete_as
+from stratoflow.api.actions import (
+    airflow_failed,
+    delete_as,
+    invalid,
+    reset_delete_as,
+    template_faults,
+)
 from stratoflow.api.auth import Caller, authenticated_caller
 from stratoflow.api.indigo.views import deployment_resource
 
@@ -97,9 +103,9 @@ def _compile(body: CreateDeployment) -> tuple[Any, Any]:
             return register_template(str(path), body.parameters)
         return register_text(body.template, body.parameters)
     except BadTemplateName as exc:
-        raise invalid([("template", str(exc))]) from None
+        raise invalid([(["body", "template"], str(exc))]) from None
     except TemplateError as exc:
-        raise invalid([(i.path or "template", i.message) for i in exc.issues]) from None
+        raise template_faults(exc) from None
 
 
 @router.post(
@@ -126,7 +132,7 @@ def create_deployment(
         and body.timeout_mins is not None
         and body.provider_timeout_mins > body.timeout_mins
     ):
-        raise invalid([("providerTimeoutMins", "must not be more than timeoutMins")])
+        raise invalid([(["body", "providerTimeoutMins"], "must not be more than timeoutMins")])
     topology, plan = _compile(body)
     try:
         deployment_id, _run_id = submit_soon(
