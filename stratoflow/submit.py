@@ -44,7 +44,11 @@ def submit(
 
 
 def record(
-    plan: Plan, inputs: dict[str, Any], owner: str, options: dict[str, Any] | None = None
+    plan: Plan,
+    inputs: dict[str, Any],
+    owner: str,
+    options: dict[str, Any] | None = None,
+    reason: str | None = None,
 ) -> tuple[str, str]:
     """The deployment's record, CREATE_IN_PROGRESS, before its run exists: a failure to
     trigger is then visible as CREATE_FAILED with the reason, never as a run nobody knows
@@ -54,7 +58,14 @@ def record(
     deployment_id = deployment_id_for(dag_id, run_id)
     with Store.open() as store:
         store.create_deployment(
-            dag_id, run_id, plan["hash"], inputs, owner=owner, id=deployment_id, options=options
+            dag_id,
+            run_id,
+            plan["hash"],
+            inputs,
+            owner=owner,
+            id=deployment_id,
+            options=options,
+            reason=reason,
         )
     return deployment_id, run_id
 

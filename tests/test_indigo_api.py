@@ -15,7 +15,7 @@ from schemathesis.checks import positive_data_acceptance
 
 from stratoflow.api.app import app as stratoflow_app
 from stratoflow.api.indigo import app as indigo_app
-from stratoflow.store import Store
+from stratoflow.store import STARTING, Store
 from tests.engine import assert_engine_alive, wait_for
 
 pytestmark = pytest.mark.airflow
@@ -84,6 +84,7 @@ def test_a_new_template_posted_as_text_is_created_then_deleted(indigo):
     assert r.status_code == 201, r.text
     created = r.json()
     assert created["status"] == "CREATE_IN_PROGRESS"
+    assert created["statusReason"] == STARTING  # answered before the run is triggered
     assert created["createdBy"] == {"subject": "admin"}
     assert created["callback"] == "http://127.0.0.1:9/never-called-yet"
     assert r.headers["Location"].endswith(f"/orchestrator/deployments/{created['uuid']}")
@@ -218,10 +219,6 @@ def test_bad_input_is_422_naming_the_field_and_creates_nothing(indigo, body, loc
 
 
 def test_list_is_paged_and_each_deployment_reads_back(indigo):
-    import uuid
-
-    from stratoflow.store import Store
-
     store = Store.open()
     owner = f"indigo-{uuid.uuid4().hex[:8]}"
     made = [  # records only: no DAG runs behind them
@@ -261,10 +258,6 @@ def _check_paging(indigo, store, owner: str) -> None:
 
 
 def test_template_is_the_tosca_text(indigo):
-    import uuid
-
-    from stratoflow.store import Store
-
     store = Store.open()
     text = "tosca_definitions_version: tosca_simple_yaml_1_3\n# indigo template test\n"
     plan_hash = uuid.uuid4().hex[:16]
@@ -280,8 +273,6 @@ def test_template_is_the_tosca_text(indigo):
 
 
 def test_created_by_me_is_the_caller(indigo):
-    from stratoflow.store import Store
-
     body = indigo.get("/deployments", params={"createdBy": "me", "size": 100}).json()
     assert body["page"]["totalElements"] == Store.open().count_deployments(owner="admin")
     assert all(d["createdBy"] == {"subject": "admin"} for d in body["content"])

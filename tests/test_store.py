@@ -163,6 +163,25 @@ def test_set_status(store: Store):
     assert got.status_reason is None
 
 
+def test_a_start_pending_is_cleared_once_started_and_failed_once_lost(store: Store):
+    from stratoflow.store import STARTING
+
+    started = store.create_deployment("dag", "r1", "h", {}, reason=STARTING)
+    lost = store.create_deployment("dag", "r2", "h", {}, reason=STARTING)
+    moved_on = store.create_deployment("dag", "r3", "h", {}, reason=STARTING)
+    store.set_status(moved_on.id, "CREATE_IN_PROGRESS", reason="waiting for capacity")
+    store.run_started(started.id)
+    store.run_started(moved_on.id)  # a task's reason is kept
+    assert store.get_deployment(started.id).status_reason is None
+    assert store.get_deployment(moved_on.id).status_reason == "waiting for capacity"
+
+    assert store.fail_unstarted(3600, "lost") == []  # too recent to be lost
+    assert store.fail_unstarted(0, "lost") == [lost.id]
+    got = store.get_deployment(lost.id)
+    assert got.status == "CREATE_FAILED" and got.status_reason == "lost"
+    assert store.get_deployment(started.id).status == "CREATE_IN_PROGRESS"
+
+
 @pytest.mark.parametrize("bad", ["CREATED", "", "CREATE-COMPLETE", "running"])
 def test_set_status_rejects_unknown(store: Store, bad):
     d = store.create_deployment("dag", "r", "h", {})

@@ -2,7 +2,8 @@
 
 Every route except ``/health`` depends on :func:`authenticated_caller`: Airflow itself does
 not authenticate plugin apps. Validation errors use FastAPI's shape,
-``{"detail": [{"loc": ..., "msg": ...}]}``, with ``loc`` the TOSCA path of the fault.
+``{"detail": [{"loc": [...], "msg": ..., "type": ...}]}``; a template's fault has ``loc``
+``["body", "template", <its TOSCA path>]``.
 
 Handlers that do blocking work (store, compiling, calling Airflow) are plain ``def``, so
 FastAPI runs them in its thread pool and the API server's event loop stays free; that

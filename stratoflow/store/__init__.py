@@ -18,6 +18,7 @@ from stratoflow.store.models import (
     Task,
     resource_key,
 )
+from stratoflow.store.starts import STARTING
 from stratoflow.store.store import Store, deployment_id_for
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "DeleteConflict",
     "Deployment",
     "DeploymentStatus",
+    "STARTING",
     "NotFound",
     "ResourceRecord",
     "ResourceState",

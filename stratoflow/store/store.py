@@ -29,6 +29,7 @@ from stratoflow.store.replica_ops import ReplicaOps
 from stratoflow.store.resources import ResourceOps
 from stratoflow.store.rules import RuleOps
 from stratoflow.store.schema import deployments, plans, step_events, utcnow
+from stratoflow.store.starts import StartOps
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def _unreachable(engine: Engine, error: exc.OperationalError) -> str:
     return f"cannot reach the store at {where}: {str(error.orig).strip()}{hint}"
 
 
-class Store(ResourceOps, AdmissionOps, ReaperLog, CatalogueOps, RuleOps, ReplicaOps):
+class Store(ResourceOps, AdmissionOps, ReaperLog, CatalogueOps, RuleOps, ReplicaOps, StartOps):
     """Stratoflow's own state. Safe to use from many processes at once.
 
     Every method is one short transaction; nothing returned holds a connection.
@@ -172,8 +173,9 @@ class Store(ResourceOps, AdmissionOps, ReaperLog, CatalogueOps, RuleOps, Replica
         owner: str = "anonymous",
         id: str | None = None,
         options: dict[str, Any] | None = None,
+        reason: str | None = None,
     ) -> Deployment:
-        """Insert a new deployment in CREATE_IN_PROGRESS.
+        """Insert a new deployment in CREATE_IN_PROGRESS (with ``reason``, if given).
 
         Raises ``sqlalchemy.exc.IntegrityError`` if (dag_id, run_id) or the id exists; use
         :meth:`get_or_create_deployment` when that may happen.
@@ -187,7 +189,7 @@ class Store(ResourceOps, AdmissionOps, ReaperLog, CatalogueOps, RuleOps, Replica
             "plan_hash": plan_hash,
             "inputs": dict(inputs or {}),
             "status": DeploymentStatus.CREATE_IN_PROGRESS.value,
-            "status_reason": None,
+            "status_reason": reason,
             "outputs": {},
             "site": None,
             "created_at": now,

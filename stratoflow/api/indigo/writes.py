@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Path, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from stratoflow.api.actions import (
-    airflow_failed,
     delete_as,
     invalid,
     reset_delete_as,
@@ -113,18 +112,16 @@ def _compile(body: CreateDeployment) -> tuple[Any, Any]:
     status_code=status.HTTP_201_CREATED,
     responses={
         422: {"description": "an invalid field, or template faults each by its TOSCA path"},
-        403: {"description": "Airflow refused the caller the DAG run"},
-        502: {"description": "Airflow could not be reached or failed"},
     },
 )
 def create_deployment(
     request: Request, response: Response, body: CreateDeployment, caller: Caller = Authenticated
 ) -> dict[str, Any]:
     """Create a deployment from a TOSCA template. It answers once the deployment is
-    recorded and its run is triggered, or, for a template Airflow has not parsed yet,
-    once the run is due to start as soon as its DAG is parsed (a failure to start then
-    shows as CREATE_FAILED with the reason)."""
-    from stratoflow.api.airflow import AirflowAPIError, submit_soon
+    recorded, as INDIGO does: its run is started in the background, as the caller, once
+    Airflow has parsed its DAG. A failure to start (Airflow refuses the caller, the DAG
+    never appears) makes it CREATE_FAILED with the reason."""
+    from stratoflow.api.starter import starter
     from stratoflow.store import Store
 
     if (
@@ -134,12 +131,9 @@ def create_deployment(
     ):
         raise invalid([(["body", "providerTimeoutMins"], "must not be more than timeoutMins")])
     topology, plan = _compile(body)
-    try:
-        deployment_id, _run_id = submit_soon(
-            plan, topology.bound_inputs, caller.name, caller.token, body.options()
-        )
-    except AirflowAPIError as exc:
-        raise airflow_failed(exc) from None
+    deployment_id = starter.submit(
+        plan, topology.bound_inputs, caller.name, caller.token, body.options()
+    )
     with Store.open() as store:
         deployment = store.get_deployment(deployment_id)
     url = f"{request.url.replace(query='')}/{deployment_id}"

@@ -1,0 +1,137 @@
+"""Starting deployments' DAG runs in the background of the API server, so that the INDIGO
+API answers a POST once the deployment is recorded (as INDIGO does) rather than after
+Airflow's trigger, which under load costs it hundreds of milliseconds.
+
+A recorded deployment says ``STARTING`` in its reason until its run is triggered, as the
+caller (their token, kept in memory only). A DAG Airflow knows is triggered at once by one
+of a few starter threads; a never-seen template's DAG is not parsed yet, so the
+dag-processor is asked to parse the plans file next and a thread of its own waits for the
+DAG. Any failure to start makes the deployment CREATE_FAILED with the reason. A
+deployment left STARTING by an API server that stopped is failed with a reason that says
+so, the next time a server starts its starters.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from stratoflow.api.airflow import AirflowAPIError, airflow_client_as
+from stratoflow.plan.model import Plan
+
+log = logging.getLogger(__name__)
+
+THREADS = 4  # triggers in flight at once; each is one HTTP call to Airflow
+# Where every plan's DAG is defined (dags/), and the tag all of them carry.
+PLANS_FILE, PLANS_TAG = "stratoflow_plans.py", "stratoflow"
+# A start still pending after this long was lost with the server that held it: a start
+# waits at most DAG_APPEAR_TIMEOUT_S (120 s) for a new DAG.
+LOST_AFTER_S = 600.0
+LOST = (
+    "the API server stopped before this deployment's run was started; nothing was "
+    "provisioned: submit it again"
+)
+
+
+@dataclass(frozen=True)
+class Start:
+    dag_id: str
+    run_id: str
+    deployment_id: str
+    inputs: dict[str, Any]
+    token: str = field(repr=False)
+
+
+class RunStarter:
+    def __init__(self, threads: int = THREADS) -> None:
+        self._threads = threads
+        self._queue: queue.Queue[Start] = queue.Queue()
+        self._lock = threading.Lock()
+        self._running = False
+
+    def submit(
+        self,
+        plan: Plan,
+        inputs: dict[str, Any],
+        owner: str,
+        token: str,
+        options: dict[str, Any] | None = None,
+    ) -> str:
+        """Record the deployment (STARTING) and queue its start; its id."""
+        from stratoflow.store import STARTING
+        from stratoflow.submit import record
+
+        self.ensure_running()
+        deployment_id, run_id = record(plan, inputs, owner, options, reason=STARTING)
+        self._queue.put(Start(plan["dag_id"], run_id, deployment_id, inputs, token))
+        log.info(
+            "deployment %s (%s/%s) recorded for %s", deployment_id, plan["dag_id"], run_id, owner
+        )
+        return deployment_id
+
+    def ensure_running(self) -> None:
+        with self._lock:
+            if self._running:
+                return
+            self._running = True
+        _fail_lost_starts()
+        for i in range(self._threads):
+            threading.Thread(target=self._work, name=f"run-starter-{i}", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            request = self._queue.get()
+            try:
+                _start(request)
+            except Exception:
+                log.exception("deployment %s: starting its run failed", request.deployment_id)
+
+
+def _fail_lost_starts() -> None:
+    from stratoflow.store import Store
+
+    with Store.open() as store:
+        lost = store.fail_unstarted(LOST_AFTER_S, LOST)
+    if lost:
+        log.warning("%d deployments were never started: failed (%s)", len(lost), ", ".join(lost))
+
+
+def _start(request: Start) -> None:
+    from stratoflow.store import DeploymentStatus, Store
+
+    with Store.open() as store:
+        deployment = store.get_deployment(request.deployment_id)
+    if deployment is None or deployment.status != DeploymentStatus.CREATE_IN_PROGRESS:
+        return  # deleted before its run started: nothing to start
+    api = airflow_client_as(request.token)
+    try:
+        ready = api.ready_now(request.dag_id)
+    except AirflowAPIError:
+        ready = True  # let the trigger meet the same fault and record it
+    if ready:
+        _trigger(request, api)
+        return
+    api.request_parse(PLANS_FILE, PLANS_TAG)
+    threading.Thread(  # it waits for the dag-processor: not in a starter's time
+        target=_trigger, args=(request, api), name=f"start-{request.deployment_id}", daemon=True
+    ).start()
+
+
+def _trigger(request: Start, api: Any) -> None:
+    from stratoflow.store import Store
+    from stratoflow.submit import start
+
+    try:
+        start(request.dag_id, request.run_id, request.deployment_id, request.inputs, api)
+    except AirflowAPIError as exc:  # start() made it CREATE_FAILED with the reason
+        log.warning("deployment %s did not start: %s", request.deployment_id, exc)
+        return
+    with Store.open() as store:
+        store.run_started(request.deployment_id)
+
+
+#: The API server's one starter (per process).
+starter = RunStarter()
