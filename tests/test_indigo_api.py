@@ -3,8 +3,11 @@ the real embedded Airflow, driven as orchent and the INDIGO dashboards call it."
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -31,6 +34,44 @@ def indigo(airflow_up, token) -> httpx.Client:
         timeout=60,
     ) as client:
         yield client
+
+
+class CallbackReceiver:
+    """An HTTP endpoint that records every POST; it answers 500 to the first one."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[int, dict]] = []  # (the answer given, the body)
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                code = 500 if not receiver.posts else 200
+                receiver.posts.append((code, body))
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/callback"
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    def accepted(self) -> list[str]:
+        return [body["status"] for code, body in self.posts if code == 200]
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = CallbackReceiver()
+    yield r
+    r.stop()
 
 
 def _new_template(name: str) -> str:
@@ -67,16 +108,17 @@ def test_routes_refuse_a_missing_token(airflow_up):
             assert client.request(method, path).status_code == 401, (method, path)
 
 
-def test_a_new_template_posted_as_text_is_created_then_deleted(indigo):
+def test_a_new_template_posted_as_text_is_created_then_deleted(indigo, receiver):
     """orchent's create, get, list and delete, end to end on the local site, with a
-    template Airflow has never parsed: the POST answers before its DAG exists."""
+    template Airflow has never parsed: the POST answers before its DAG exists. Its
+    callback gets each final state once, although it fails the first POST."""
     posted = time.monotonic()
     r = indigo.post(
         "/deployments",
         json={
             "template": _new_template(f"indigo_{uuid.uuid4().hex[:8]}"),
             "parameters": {"hosts": 1},
-            "callback": "http://127.0.0.1:9/never-called-yet",
+            "callback": receiver.url,
             "keepLastAttempt": False,
         },
     )
@@ -86,7 +128,7 @@ def test_a_new_template_posted_as_text_is_created_then_deleted(indigo):
     assert created["status"] == "CREATE_IN_PROGRESS"
     assert created["statusReason"] == STARTING  # answered before the run is triggered
     assert created["createdBy"] == {"subject": "admin"}
-    assert created["callback"] == "http://127.0.0.1:9/never-called-yet"
+    assert created["callback"] == receiver.url
     assert r.headers["Location"].endswith(f"/orchestrator/deployments/{created['uuid']}")
     assert answered_s < 10, f"the POST took {answered_s:.1f} s"  # not a parse wait (60 s+)
 
@@ -105,6 +147,12 @@ def test_a_new_template_posted_as_text_is_created_then_deleted(indigo):
     if again.status_code == 409:
         assert "DELETE_IN_PROGRESS" in again.json()["detail"]
     assert _settled(indigo, created["uuid"])["status"] == "DELETE_COMPLETE"
+    wait_for(lambda: len(receiver.accepted()) == 2, 60, "the callbacks")
+    time.sleep(2)  # no further POST comes
+    assert receiver.accepted() == ["CREATE_COMPLETE", "DELETE_COMPLETE"]
+    assert [body["status"] for code, body in receiver.posts if code != 200] == ["CREATE_COMPLETE"]
+    last = receiver.posts[-1][1]
+    assert last["uuid"] == created["uuid"] and last["callback"] == receiver.url
     r = indigo.patch(f"/deployments/{created['uuid']}", json={"status": "DELETE_FAILED"})
     assert r.status_code == 409 and "DELETE_COMPLETE" in r.json()["detail"]
 

@@ -182,6 +182,46 @@ def test_a_start_pending_is_cleared_once_started_and_failed_once_lost(store: Sto
     assert store.get_deployment(started.id).status == "CREATE_IN_PROGRESS"
 
 
+def test_a_final_state_queues_one_callback_that_one_sender_claims(store: Store):
+    hooked = store.create_deployment("dag", "c1", "h", {}, options={"callback": "http://x/cb"})
+    quiet = store.create_deployment("dag", "c2", "h", {})
+    for d in (hooked, quiet):
+        store.set_status(d.id, "CREATE_COMPLETE")
+        store.set_status(d.id, "CREATE_COMPLETE", reason="again: not a new final state")
+    assert store.callbacks_of(quiet.id) == []
+    (queued,) = store.callbacks_of(hooked.id)
+    assert queued["status"] == "CREATE_COMPLETE" and queued["state"] == "pending"
+
+    (claimed,) = store.claim_callbacks()
+    assert claimed["url"] == "http://x/cb"
+    assert store.claim_callbacks() == []  # leased to the first sender
+    store.callback_failed(claimed["id"], "HTTP 500", retry_in_s=0)
+    (again,) = store.claim_callbacks()
+    store.callback_delivered(again["id"])
+    (done,) = store.callbacks_of(hooked.id)
+    assert done["state"] == "delivered" and done["attempts"] == 2
+    assert store.claim_callbacks(lease_s=0) == []
+
+    store.begin_delete(hooked.id, "test")
+    store.reset_stuck_delete(hooked.id, "test")  # DELETE_FAILED: a final state too
+    assert [c["status"] for c in store.callbacks_of(hooked.id)] == [
+        "CREATE_COMPLETE",
+        "DELETE_FAILED",
+    ]
+
+    # In order: a deployment's later callback waits for its earlier one.
+    ordered = store.create_deployment("dag", "c3", "h", {}, options={"callback": "http://y"})
+    store.set_status(ordered.id, "CREATE_COMPLETE")
+    (first,) = [c for c in store.claim_callbacks(lease_s=0) if c["deployment_id"] == ordered.id]
+    store.begin_delete(ordered.id, "test")
+    store.set_status(ordered.id, "DELETE_COMPLETE")
+    mine = [c for c in store.claim_callbacks(lease_s=0) if c["deployment_id"] == ordered.id]
+    assert [c["status"] for c in mine] == ["CREATE_COMPLETE"]
+    store.callback_delivered(first["id"])
+    mine = [c for c in store.claim_callbacks(lease_s=0) if c["deployment_id"] == ordered.id]
+    assert [c["status"] for c in mine] == ["DELETE_COMPLETE"]
+
+
 @pytest.mark.parametrize("bad", ["CREATED", "", "CREATE-COMPLETE", "running"])
 def test_set_status_rejects_unknown(store: Store, bad):
     d = store.create_deployment("dag", "r", "h", {})

@@ -26,6 +26,7 @@ from stratoflow.api.actions import (
     template_faults,
 )
 from stratoflow.api.auth import Caller, authenticated_caller
+from stratoflow.api.callbacks import background_work
 from stratoflow.api.strictness import answer_as_documented, refuse_unknown_query
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ app = FastAPI(
     docs_url="/docs",
     openapi_url="/openapi.json",
     redoc_url=None,
-    dependencies=[Depends(refuse_unknown_query)],
+    dependencies=[Depends(refuse_unknown_query), Depends(background_work)],
 )
 answer_as_documented(app)
 

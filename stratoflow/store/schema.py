@@ -185,6 +185,25 @@ reaper_actions = Table(
     Index(None, "site", "created_at"),
 )
 
+# A callback to send: one row each time a deployment with a callback URL reaches a final
+# state (stratoflow.store.callbacks); "pending" until its POST is answered 2xx
+# ("delivered") or given up ("failed").
+callbacks = Table(
+    "callbacks",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("deployment_id", String(36), nullable=False, index=True),
+    Column("status", String(32), nullable=False),  # the final state it announces
+    Column("url", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", UTCDateTime, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("done_at", UTCDateTime, nullable=True),
+    Index(None, "state", "next_at"),
+)
+
 # Deployments waiting for capacity, and those admitted (stratoflow.admission decides). A
 # row stays after its deployment leaves the queue, as the record of how it was admitted.
 admission_queue = Table(

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from stratoflow.store.base import StoreBase
+from stratoflow.store.callbacks import CallbackOps
 from stratoflow.store.models import DeploymentStatus
 from stratoflow.store.schema import deployments, utcnow
 
@@ -16,7 +16,7 @@ from stratoflow.store.schema import deployments, utcnow
 STARTING = "recorded; its run is being started"
 
 
-class StartOps(StoreBase):
+class StartOps(CallbackOps):
     def run_started(self, id: str) -> None:
         """Its run is triggered: drop the STARTING reason (unless a task already set
         another)."""
@@ -50,4 +50,6 @@ class StartOps(StoreBase):
                         updated_at=utcnow(),
                     )
                 )
+                for id in ids:
+                    self._queue_callback(conn, id, "CREATE_IN_PROGRESS", "CREATE_FAILED")
         return ids

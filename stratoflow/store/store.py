@@ -282,11 +282,15 @@ class Store(ResourceOps, AdmissionOps, ReaperLog, CatalogueOps, RuleOps, Replica
             # A create run that finishes after a delete began must not hide the delete.
             q = q.where(deployments.c.status.notin_([s.value for s in DELETE_STATES]))
         with self._write() as conn:
+            before = conn.execute(
+                select(deployments.c.status).where(deployments.c.id == id)
+            ).scalar()
             if conn.execute(q.values(**values)).rowcount == 0:
-                if conn.execute(select(deployments.c.id).where(deployments.c.id == id)).first():
+                if before is not None:
                     log.info("deployment %s is being deleted: status %s not set", id, status)
                     return False
                 raise NotFound(f"no deployment {id!r}")
+            self._queue_callback(conn, id, before, values["status"])
         return True
 
     def set_task(self, id: str, task: str) -> None:
@@ -350,6 +354,7 @@ class Store(ResourceOps, AdmissionOps, ReaperLog, CatalogueOps, RuleOps, Replica
                 )
             ).rowcount
             if done:
+                self._queue_callback(conn, id, "DELETE_IN_PROGRESS", "DELETE_FAILED")
                 return
             row = conn.execute(select(deployments.c.status).where(deployments.c.id == id)).first()
         if row is None:

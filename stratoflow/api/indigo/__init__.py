@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from fastapi import Depends, FastAPI
 
+from stratoflow.api.callbacks import background_work
 from stratoflow.api.indigo import reads, resources, writes
 from stratoflow.api.strictness import answer_as_documented, refuse_unknown_query
 
@@ -29,7 +30,7 @@ app = FastAPI(
     docs_url="/docs",
     openapi_url="/openapi.json",
     redoc_url=None,
-    dependencies=[Depends(refuse_unknown_query)],
+    dependencies=[Depends(refuse_unknown_query), Depends(background_work)],
 )
 answer_as_documented(app)
 app.include_router(reads.router)
