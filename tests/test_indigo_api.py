@@ -191,6 +191,34 @@ def test_a_catalogue_template_may_be_named(indigo):
         assert _settled(indigo, deployment_id)["status"] == "DELETE_COMPLETE"
 
 
+def test_max_providers_retry_bounds_the_failover(indigo, airflow_env):
+    """A cluster that may go to alpha, then beta, with alpha broken: it fails over to beta,
+    unless maxProvidersRetry is 1: then it fails at alpha, and beta is never tried."""
+    template = _new_template(f"indigo_failover_{uuid.uuid4().hex[:8]}").replace(
+        "site: { get_input: site }", "sites: [alpha, beta]"
+    )
+    # A real fault at alpha: its sites directory is a file, so no sandbox can be made there.
+    alpha = Path(airflow_env["STRATOFLOW_HOME"]) / "sites" / "alpha"
+    alpha.parent.mkdir(parents=True, exist_ok=True)
+    alpha.write_text("not a directory")
+    try:
+        bounded, free = (
+            indigo.post(
+                "/deployments",
+                json={"template": template, "parameters": {"hosts": 1}, **extra},
+            ).json()["uuid"]
+            for extra in ({"maxProvidersRetry": 1}, {})
+        )
+        failed, moved = _settled(indigo, bounded), _settled(indigo, free)
+    finally:
+        alpha.unlink()
+    assert failed["status"] == "CREATE_FAILED", failed
+    assert "alpha" in failed["statusReason"] and "beta" not in failed["statusReason"]
+    assert moved["status"] == "CREATE_COMPLETE" and moved["cloudProviderName"] == "beta"
+    assert indigo.delete(f"/deployments/{free}").status_code == 204
+    assert _settled(indigo, free)["status"] == "DELETE_COMPLETE"
+
+
 def test_patch_resets_a_delete_stuck_in_progress(indigo):
     store = Store.open()
     made = store.create_deployment("indigo_stuck", f"run-{uuid.uuid4().hex}", "0" * 16, {}, "admin")

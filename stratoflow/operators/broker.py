@@ -34,6 +34,8 @@ class BrokerOperator(StratoflowOperator):
 
             volumes = block_storage_nodes(hosts)
             candidates = rank_sites(placement, cores, mem, site_offers(), volumes)
+            # INDIGO's maxProvidersRetry: fail over to this many sites at most.
+            candidates = candidates[: deployment.options.get("max_providers_retry") or None]
             priority = placement_priority(placement)
         except TemplateError as exc:
             # Bad input never improves on retry: fail now, say which field.
