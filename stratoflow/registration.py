@@ -67,14 +67,26 @@ def register_text(
 
 
 def publish(plan: Plan, template_text: str) -> None:
-    """Store a compiled plan (system of record), then write its parse-time projection."""
-    from stratoflow.plan.registry import write_plan
-    from stratoflow.store import Store
+    """Store a compiled plan (system of record), then write its parse-time projection.
 
+    A plan this process has published to the same store and plans directory, whose file is
+    still there, is not written again: the API server publishes the same catalogue plan
+    on every POST, and the two writes were a third of its time."""
+    from stratoflow.plan.registry import plans_dir, write_plan
+    from stratoflow.store import Store, default_store_url
+
+    directory = plans_dir()
+    key = (default_store_url(), str(directory), plan["hash"])
+    if key in _published and (directory / f"{plan['dag_id']}.json").is_file():
+        return
     # Closed at once: a long-lived caller (the API server) must not keep an engine per call.
     with Store.open() as store:
         store.save_plan(plan["hash"], plan["name"], plan["dag_id"], plan, template_text)
-    write_plan(plan)
+    write_plan(plan, directory)
+    _published.add(key)
+
+
+_published: set[tuple[str, str, str]] = set()
 
 
 def register(path: str, pairs: list[str] | None = None, run: bool = False) -> tuple[Any, Plan]:
