@@ -16,6 +16,7 @@ never-seen template (the cluster under a new name, so a new DAG) is posted ``--n
 and each is timed from its POST until its DAG run is running.
 
     .venv/bin/python bench/api_latency.py [--deployments 200] [--clients 20] [--new 3]
+    .venv/bin/python bench/api_latency.py --production   # Celery, 2 workers
 
 Last line: ``post_p50_ms=.. post_p99_ms=.. get_p99_ms=.. ratio_vs_airflow_trigger=..
 new_template_to_running_s=..`` (the ratio is of the p50s; the new template's figure is
@@ -37,7 +38,7 @@ import uuid
 from pathlib import Path
 
 from embedded_burst import percentile  # bench/ is on sys.path when run as a script
-from fresh_home import use_fresh_embedded_home
+from fresh_home import production_mode_for_bench, use_fresh_embedded_home
 
 CLUSTER = "local_cluster.yaml"
 PARAMETERS = {"site": "bench", "hosts": 1}
@@ -173,10 +174,12 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--new", type=int, default=3, help="never-seen templates to time")
     ap.add_argument("--keep", action="store_true", help="keep the Airflow home")
+    ap.add_argument("--production", action="store_true", help="on the production mode")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     home = use_fresh_embedded_home("sf-api-latency-")
     os.environ["STRATOFLOW_SITES"] = str(bench_sites(home))
+    mode = production_mode_for_bench("sf_api") if args.production else None
 
     import httpx
 
@@ -205,6 +208,10 @@ def main() -> int:
         new_s = [new_template_to_running(token, text) for _ in range(args.new)]
     finally:
         embedded.stop()
+        if mode is not None and not args.keep:
+            from stratoflow.embedded.production import drop_databases
+
+            drop_databases(mode)
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
 
@@ -220,7 +227,8 @@ def main() -> int:
     if calls["refused"]:
         print(f"refused: {calls['refused'][:5]}")
     print(
-        f"deployments={args.deployments} clients={args.clients}"
+        f"mode={'production' if mode else 'embedded'}"
+        f" deployments={args.deployments} clients={args.clients}"
         f" post_p50_ms={percentile(post, 50):.1f} post_p99_ms={percentile(post, 99):.1f}"
         f" get_p50_ms={percentile(get, 50):.1f} get_p99_ms={percentile(get, 99):.1f}"
         f" trigger_p50_ms={percentile(trigger, 50):.1f}"

@@ -21,16 +21,14 @@ accept_p99_ms=.. makespan_s=.. single_s=.. ratio_vs_serial=..``.
 from __future__ import annotations
 
 import argparse
-import random
 import shutil
 import signal
 import statistics
 import sys
 import time
-import uuid
 
 from burst import post_burst  # bench/ is on sys.path when run as a script
-from fresh_home import use_fresh_embedded_home
+from fresh_home import production_mode_for_bench, use_fresh_embedded_home
 
 DEMO = "dimuon_campaign.yaml"
 
@@ -57,15 +55,8 @@ def main() -> int:
     from stratoflow.store import Store
     from stratoflow.submit import check_progress_possible, client, submit
 
-    mode = None
-    if args.production:
-        # Databases and a Redis database of its own: it drops and empties them at the end.
-        mode = production_mode.configure(
-            workers=2,
-            prefix=f"sf_burst_{uuid.uuid4().hex[:8]}",
-            broker=f"redis://127.0.0.1:6379/{random.randint(1, 15)}",
-        )
-        print(production_mode.describe(mode), flush=True)
+    # Databases and a Redis database of its own: it drops and empties them at the end.
+    mode = production_mode_for_bench("sf_burst") if args.production else None
     started = time.monotonic()
     embedded.start_database()
     register_catalogue()

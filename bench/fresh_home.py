@@ -7,6 +7,7 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -28,3 +29,21 @@ def use_fresh_embedded_home(prefix: str) -> Path:
         os.environ.pop(name, None)
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]
     return home
+
+
+def production_mode_for_bench(prefix: str) -> Any:
+    """Configure this home for the production mode (CeleryExecutor, two workers) on the
+    machine's PostgreSQL and Redis, in databases and a Redis database of its own, which
+    ``drop_databases(mode)`` removes at the end. Returns the mode."""
+    import random
+    import uuid
+
+    from stratoflow.embedded import production
+
+    mode = production.configure(
+        workers=2,
+        prefix=f"{prefix}_{uuid.uuid4().hex[:8]}",
+        broker=f"redis://127.0.0.1:6379/{random.randint(1, 15)}",
+    )
+    print(production.describe(mode), flush=True)
+    return mode

@@ -26,6 +26,16 @@ pytestmark = pytest.mark.airflow
 CLUSTER = Path(__file__).parents[1] / "include" / "templates" / "local_cluster.yaml"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def cloud(airflow_env):
+    """Site ``cloud`` (the OpenStack fake, real openstacksdk), in the catalogue and its
+    Connection in the environment before the module's Airflow starts (autouse: first)."""
+    from tests.cloud_sites import openstack_site
+
+    with openstack_site(airflow_env) as fake:
+        yield fake
+
+
 @pytest.fixture(scope="module")
 def indigo(airflow_up, token) -> httpx.Client:
     with httpx.Client(
@@ -178,6 +188,28 @@ def _check_resources(indigo: httpx.Client, shown: dict) -> None:
     log = indigo.get(f"{links['self']}/log")
     assert log.status_code == 200 and log.headers["content-type"].startswith("text/plain")
     assert " provision" in log.text, log.text
+
+
+def test_a_vm_on_the_openstack_fake_is_created_then_deleted(indigo, cloud):
+    r = indigo.post(
+        "/deployments",
+        json={"template": "local_cluster.yaml", "parameters": {"site": "cloud", "hosts": 1}},
+    )
+    assert r.status_code == 201, r.text
+    deployment_id = r.json()["uuid"]
+    shown = _settled(indigo, deployment_id)
+    assert shown["status"] == "CREATE_COMPLETE", shown.get("statusReason")
+    assert shown["cloudProviderName"] == "cloud"
+    resources = indigo.get(f"/deployments/{deployment_id}/resources").json()["content"]
+    servers = [r for r in resources if r["metadata"]["kind"] == "server"]
+    assert len(servers) == 1 and servers[0]["physicalId"] in cloud.servers
+    (vm,) = indigo.get(f"/deployments/{deployment_id}/extrainfo").json()
+    assert vm["vmId"] == servers[0]["physicalId"] and vm["site"] == "cloud"
+
+    assert indigo.delete(f"/deployments/{deployment_id}").status_code == 204
+    assert _settled(indigo, deployment_id)["status"] == "DELETE_COMPLETE"
+    assert cloud.leftovers() == {"servers": [], "ports": [], "floatingips": []}
+    assert cloud.vms.running() == []
 
 
 def test_a_catalogue_template_may_be_named(indigo):
