@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import queue
 import shutil
 import signal
 import statistics
@@ -38,7 +37,9 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
+from clients import drain
 from embedded_burst import percentile  # bench/ is on sys.path when run as a script
 from fresh_home import production_mode_for_bench, use_fresh_embedded_home
 
@@ -63,77 +64,41 @@ def bench_sites(home: Path) -> Path:
 def timed_calls(n: int, clients: int, token: str, dag_id: str, conf: dict) -> dict:
     """``n`` INDIGO POSTs and ``n`` Airflow triggers, alternated by each client thread;
     returns the latencies (s) of each kind, the created ids and the non-2xx statuses."""
-    import httpx
-
-    from stratoflow import embedded
-
-    work: queue.Queue[int] = queue.Queue()
-    for i in range(2 * n):
-        work.put(i)
     found: dict = {"post": [], "trigger": [], "ids": [], "refused": []}
     lock = threading.Lock()
-    headers = {"Authorization": f"Bearer {token}"}
 
-    def client() -> None:
-        with httpx.Client(base_url=embedded.api_url(), timeout=120, headers=headers) as http:
-            while True:
-                try:
-                    i = work.get_nowait()
-                except queue.Empty:
-                    return
-                t = time.monotonic()
-                if i % 2 == 0:
-                    body = {"template": CLUSTER, "parameters": PARAMETERS}
-                    r = http.post("/orchestrator/deployments", json=body)
-                    kind = "post"
-                else:
-                    run = {"dag_run_id": f"bench__{uuid.uuid4().hex}", "logical_date": None}
-                    r = http.post(f"/api/v2/dags/{dag_id}/dagRuns", json={**run, "conf": conf})
-                    kind = "trigger"
-                took = time.monotonic() - t
-                with lock:
-                    found[kind].append(took)
-                    if not r.is_success:
-                        found["refused"].append((kind, r.status_code, r.text[:200]))
-                    elif kind == "post":
-                        found["ids"].append(r.json()["uuid"])
+    def call(http: Any, i: int) -> None:
+        t = time.monotonic()
+        if i % 2 == 0:
+            body = {"template": CLUSTER, "parameters": PARAMETERS}
+            r = http.post("/orchestrator/deployments", json=body)
+            kind = "post"
+        else:
+            run = {"dag_run_id": f"bench__{uuid.uuid4().hex}", "logical_date": None}
+            r = http.post(f"/api/v2/dags/{dag_id}/dagRuns", json={**run, "conf": conf})
+            kind = "trigger"
+        took = time.monotonic() - t
+        with lock:
+            found[kind].append(took)
+            if not r.is_success:
+                found["refused"].append((kind, r.status_code, r.text[:200]))
+            elif kind == "post":
+                found["ids"].append(r.json()["uuid"])
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    drain(range(2 * n), clients, call, headers={"Authorization": f"Bearer {token}"})
     return found
 
 
 def timed_gets(ids: list[str], clients: int, token: str) -> list[float]:
-    import httpx
-
-    from stratoflow import embedded
-
-    work: queue.Queue[str] = queue.Queue()
-    for i in ids:
-        work.put(i)
     took: list[float] = []
-    headers = {"Authorization": f"Bearer {token}"}
 
-    def client() -> None:
-        with httpx.Client(base_url=embedded.api_url(), timeout=120, headers=headers) as http:
-            while True:
-                try:
-                    deployment_id = work.get_nowait()
-                except queue.Empty:
-                    return
-                t = time.monotonic()
-                r = http.get(f"/orchestrator/deployments/{deployment_id}")
-                took.append(time.monotonic() - t)
-                assert r.status_code == 200, r.text
+    def call(http: Any, deployment_id: str) -> None:
+        t = time.monotonic()
+        r = http.get(f"/orchestrator/deployments/{deployment_id}")
+        took.append(time.monotonic() - t)
+        assert r.status_code == 200, r.text
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    drain(ids, clients, call, headers={"Authorization": f"Bearer {token}"})
     return took
 
 

@@ -5,12 +5,13 @@ is seen. Used by bench/embedded_burst.py."""
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+
+from clients import drain  # bench/ is on sys.path when run as a script
 
 
 @dataclass(frozen=True)
@@ -27,44 +28,30 @@ def post_burst(
     """Post ``n`` deployments of catalogue ``template`` from ``clients`` threads, even ones
     through Stratoflow's API (with ``inputs``), odd ones as runs of ``dag_id`` (with the
     template's bound inputs, ``conf``), to the Airflow of this process's home."""
-    import httpx
-
     from stratoflow import embedded
     from stratoflow.store import deployment_id_for
 
-    work: queue.Queue[int] = queue.Queue()
-    for i in range(n):
-        work.put(i)
     posts: list[Post] = []
     lock = threading.Lock()
     login = {"username": embedded.ADMIN, "password": embedded.admin_password()}
 
-    def poster() -> None:
-        with httpx.Client(base_url=embedded.api_url(), timeout=120) as http:
-            token = http.post("/auth/token", json=login).json()["access_token"]
-            headers = {"Authorization": f"Bearer {token}"}
-            while True:
-                try:
-                    i = work.get_nowait()
-                except queue.Empty:
-                    return
-                t = time.monotonic()
-                if i % 2 == 0:
-                    body = {"template": template, "inputs": inputs}
-                    r = http.post("/stratoflow/deployments", json=body, headers=headers)
-                    new_id = r.json().get("id") if r.status_code == 201 else None
-                else:
-                    run_id = f"airflow_api__{uuid.uuid4().hex[:16]}"
-                    body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
-                    r = http.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body, headers=headers)
-                    new_id = deployment_id_for(dag_id, run_id) if r.is_success else None
-                route = "stratoflow" if i % 2 == 0 else "airflow"
-                with lock:
-                    posts.append(Post(time.monotonic() - t, r.status_code, route, new_id))
+    def token_for(http: Any) -> str:
+        return http.post("/auth/token", json=login).json()["access_token"]
 
-    threads = [threading.Thread(target=poster) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    def post(http: Any, i: int) -> None:
+        t = time.monotonic()
+        if i % 2 == 0:
+            body = {"template": template, "inputs": inputs}
+            r = http.post("/stratoflow/deployments", json=body)
+            new_id = r.json().get("id") if r.status_code == 201 else None
+        else:
+            run_id = f"airflow_api__{uuid.uuid4().hex[:16]}"
+            body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+            r = http.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+            new_id = deployment_id_for(dag_id, run_id) if r.is_success else None
+        route = "stratoflow" if i % 2 == 0 else "airflow"
+        with lock:
+            posts.append(Post(time.monotonic() - t, r.status_code, route, new_id))
+
+    drain(range(n), clients, post, token_for=token_for)
     return posts

@@ -3,6 +3,8 @@ do on a caller's behalf, with the HTTP errors they answer."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import HTTPException, status
 
 from stratoflow.api.auth import Caller
@@ -44,6 +46,15 @@ def airflow_failed(exc: Exception) -> HTTPException:
     )
 
 
+def require_owner(deployment: Any, caller: Caller) -> None:
+    """403 unless the caller owns the deployment."""
+    if deployment.owner != caller.name:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"deployment {deployment.id} belongs to {deployment.owner}, not {caller.name}",
+        )
+
+
 def _owned(deployment_id: str, caller: Caller) -> None:
     """404 for an unknown deployment, 403 for another owner's."""
     from stratoflow.store import Store
@@ -52,11 +63,7 @@ def _owned(deployment_id: str, caller: Caller) -> None:
         deployment = store.get_deployment(deployment_id)
     if deployment is None:
         raise not_found(deployment_id)
-    if deployment.owner != caller.name:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            f"deployment {deployment_id} belongs to {deployment.owner}, not {caller.name}",
-        )
+    require_owner(deployment, caller)
 
 
 def delete_as(deployment_id: str, caller: Caller) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
@@ -10,10 +9,7 @@ from fastapi.responses import PlainTextResponse
 
 from stratoflow.api.actions import not_found
 from stratoflow.api.auth import Caller, authenticated_caller
-from stratoflow.api.indigo.views import deployment_resource
-
-DEFAULT_PAGE_SIZE = 20  # INDIGO's (Spring's) default
-MAX_PAGE_SIZE = 100  # Airflow's own API pages at most 100 too
+from stratoflow.api.indigo.views import Paged, Paging, deployment_resource
 
 router = APIRouter(tags=["deployments"])
 Authenticated = Depends(authenticated_caller)
@@ -37,18 +33,19 @@ def list_deployments(
         max_length=256,
         description="`me`, or an owner's name; absent: every deployment",
     ),
-    page: int = Query(0, ge=0, le=10**6, description="0-based page number"),
-    size: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="page size"),
+    paging: Paging = Paged,
     caller: Caller = Authenticated,
 ) -> dict[str, Any]:
     """Deployments, newest first, one page: ``content``, ``page`` and ``links``."""
     from stratoflow.store import Store
 
     owner = _owner(created_by, caller)
+    page, size = paging.page, paging.size
     with Store.open() as store:
         total = store.count_deployments(owner=owner)
         found = store.list_deployments(owner=owner, limit=size, offset=page * size)
-    pages = math.ceil(total / size)
+    info = paging.info(total)
+    pages = info["totalPages"]
 
     def page_url(number: int) -> str:
         return str(request.url.include_query_params(page=number, size=size))
@@ -63,7 +60,7 @@ def list_deployments(
         # Not url_for: Airflow mounts both plugin apps in one, and the name get_deployment
         # found the Stratoflow API's route first.
         "content": [deployment_resource(d, f"{base}/{d.id}") for d in found],
-        "page": {"size": size, "totalElements": total, "totalPages": pages, "number": page},
+        "page": info,
         "links": links,
     }
 

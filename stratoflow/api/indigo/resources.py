@@ -3,7 +3,6 @@ instance and cloud object), its log and its per-machine extra information."""
 
 from __future__ import annotations
 
-import math
 import uuid
 from datetime import datetime
 from typing import Any
@@ -11,13 +10,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.responses import PlainTextResponse
 
-from stratoflow.api.actions import not_found
+from stratoflow.api.actions import not_found, require_owner
 from stratoflow.api.auth import Caller, authenticated_caller
-from stratoflow.api.indigo.views import indigo_time
+from stratoflow.api.indigo.views import Paged, Paging, indigo_time
 
 router = APIRouter(tags=["resources"])
 Authenticated = Depends(authenticated_caller)
-DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 20, 100
 # The records that are machines (a VM, a sandbox, a namespace): /extrainfo has one each.
 MACHINE_KINDS = ("instance", "server", "host", "sandbox", "namespace")
 _NAMESPACE = uuid.UUID("6f1c2a52-53b1-4c39-9d7e-0c6f3bd0a6e2")
@@ -37,14 +35,6 @@ def _load(deployment_id: str) -> tuple[Any, list[dict[str, Any]]]:
         if deployment is None:
             raise not_found(deployment_id)
         return deployment, resource_views(store, deployment)
-
-
-def _owned(deployment: Any, caller: Caller) -> None:
-    if deployment.owner != caller.name:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            f"deployment {deployment.id} belongs to {deployment.owner}, not {caller.name}",
-        )
 
 
 def _as_indigo(views: list[dict[str, Any]], deployment_url: str) -> list[dict[str, Any]]:
@@ -91,8 +81,7 @@ def list_resources(
     type: str | None = Query(
         None, min_length=1, max_length=256, description="only resources of this TOSCA type"
     ),
-    page: int = Query(0, ge=0, le=10**6, description="0-based page number"),
-    size: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="page size"),
+    paging: Paging = Paged,
     caller: Caller = Authenticated,
 ) -> dict[str, Any]:
     """The deployment's resources, oldest first, one page (a ``type`` filter gives one
@@ -101,17 +90,11 @@ def list_resources(
     found = _as_indigo(views, _deployment_url(request, deployment_id))
     if type is not None:
         found = [r for r in found if r.get("toscaNodeType") == type]
-        page, size = 0, max(len(found), 1)
-    total = len(found)
-    shown = found[page * size : (page + 1) * size]
+        paging = Paging(0, max(len(found), 1))
+    start = paging.page * paging.size
     return {
-        "content": shown,
-        "page": {
-            "size": size,
-            "totalElements": total,
-            "totalPages": math.ceil(total / size),
-            "number": page,
-        },
+        "content": found[start : start + paging.size],
+        "page": paging.info(len(found)),
         "links": [{"rel": "self", "href": str(request.url)}],
     }
 
@@ -154,7 +137,7 @@ def get_log(
     from stratoflow.store import Store
 
     deployment, _views = _load(deployment_id)
-    _owned(deployment, caller)
+    require_owner(deployment, caller)
     with Store.open() as store:
         events = store.step_events(deployment_id)
     lines = []
@@ -179,7 +162,7 @@ def get_extra_info(
     """One entry per machine the deployment holds or held (VM, sandbox, namespace): its
     node, site, id at the site, state and addresses. Only its owner may read it."""
     deployment, views = _load(deployment_id)
-    _owned(deployment, caller)
+    require_owner(deployment, caller)
     return [
         {
             "vmId": v["external_id"],
