@@ -7,6 +7,7 @@ import json
 import threading
 import time
 import uuid
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -249,6 +250,32 @@ def test_max_providers_retry_bounds_the_failover(indigo, airflow_env):
     assert moved["status"] == "CREATE_COMPLETE" and moved["cloudProviderName"] == "beta"
     assert indigo.delete(f"/deployments/{free}").status_code == 204
     assert _settled(indigo, free)["status"] == "DELETE_COMPLETE"
+
+
+def test_timeout_mins_bounds_the_create(indigo):
+    """A deployment whose timeoutMins ran out before its first step fails, saying so, and
+    nothing is provisioned. (The clock is moved instead of waiting a minute: its creation
+    time is set two minutes back before its run starts.)"""
+    from sqlalchemy import update
+
+    from stratoflow.store.schema import deployments
+
+    r = indigo.post(
+        "/deployments",
+        json={"template": "local_cluster.yaml", "parameters": {"hosts": 1}, "timeoutMins": 1},
+    )
+    assert r.status_code == 201, r.text
+    deployment_id = r.json()["uuid"]
+    store = Store.open()
+    with store.engine.begin() as db:
+        long_ago = store.get_deployment(deployment_id).created_at - timedelta(minutes=2)
+        db.execute(
+            update(deployments).where(deployments.c.id == deployment_id).values(created_at=long_ago)
+        )
+    shown = _settled(indigo, deployment_id)
+    assert shown["status"] == "CREATE_FAILED", shown
+    assert "timeoutMins ran out" in shown["statusReason"]
+    assert store.resources(deployment_id, include_deleted=True) == []
 
 
 def test_patch_resets_a_delete_stuck_in_progress(indigo):

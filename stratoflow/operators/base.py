@@ -4,6 +4,8 @@ store, the run's bound inputs, and recording failures so the deployment's status
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -87,6 +89,8 @@ class StratoflowOperator(DeploymentOperator):
     """Runs one step of a compiled plan, for the deployment behind its DAG run."""
 
     ui_color = "#e8f0fe"
+    #: False for the steps that must run whatever the time: teardown, the report.
+    bounded_by_deadline = True
 
     def __init__(self, *, plan: Plan, step: Step, **kwargs: Any):
         super().__init__(**kwargs)
@@ -95,6 +99,20 @@ class StratoflowOperator(DeploymentOperator):
 
     def deployment_id(self, context: Any) -> str:
         return deployment_id_for(context["dag"].dag_id, context["run_id"])
+
+    def execute(self, context: Any) -> Any:
+        if self.bounded_by_deadline:
+            self.guarded(context, self.check_deadline, self.bound(context).get("deadline"))
+        return super().execute(context)
+
+    def check_deadline(self, deadline: float | None) -> None:
+        """The submitter's ``timeoutMins`` (the broker's ``deadline``, epoch seconds): no
+        step of the create starts after it."""
+        if deadline is not None and time.time() > deadline:
+            when = datetime.fromtimestamp(deadline, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            raise AirflowFailException(
+                f"the deployment's timeoutMins ran out at {when}: {self.task_id} not started"
+            )
 
     def bound(self, context: Any) -> dict:
         """The broker's decision for this run: inputs, candidate sites. Read once per run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -16,6 +17,7 @@ from stratoflow.store.models import Task
 
 class BrokerOperator(StratoflowOperator):
     ui_color = "#fde9d9"
+    bounded_by_deadline = False  # it sets the deadline, and checks it itself
 
     def run(self, context: Any) -> dict:
         dag_id, run_id = context["dag"].dag_id, context["run_id"]
@@ -37,8 +39,10 @@ class BrokerOperator(StratoflowOperator):
             # INDIGO's maxProvidersRetry: fail over to this many sites at most.
             candidates = candidates[: deployment.options.get("max_providers_retry") or None]
             priority = placement_priority(placement)
-        except TemplateError as exc:
-            # Bad input never improves on retry: fail now, say which field.
+            deadline = _deadline(deployment)
+            self.check_deadline(deadline)
+        except (TemplateError, AirflowFailException) as exc:
+            # Bad input never improves on retry, nor does lost time: fail now, say why.
             self.store.set_status(deployment.id, "CREATE_FAILED", reason=str(exc), task="")
             raise AirflowFailException(str(exc)) from exc
         self.store.set_status(
@@ -53,4 +57,13 @@ class BrokerOperator(StratoflowOperator):
             "priority": priority,
             # Keep a failed last attempt's resources for debugging (a submission option).
             "keep_last_attempt": bool(deployment.options.get("keep_last_attempt")),
+            "deadline": deadline,
         }
+
+
+def _deadline(deployment: Any) -> float | None:
+    """INDIGO's ``timeoutMins``, counted from the deployment's creation (epoch seconds)."""
+    minutes = deployment.options.get("timeout_mins")
+    if not minutes:
+        return None
+    return (deployment.created_at + timedelta(minutes=minutes)).timestamp()

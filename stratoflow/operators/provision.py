@@ -53,6 +53,8 @@ class ProvisionOperator(StratoflowOperator):
         cores, mem = demand(bound["hosts"])
         deployment = self.store.get_deployment(deployment_id)
         timeout = rooms[tried[0]].queue_timeout_s if tried[0] in rooms else DAY_S
+        if bound.get("deadline"):  # the submitter's timeoutMins bounds the wait too
+            timeout = min(timeout, max(bound["deadline"] - time.time(), 0.0))
         deadline = self.store.enqueue(
             deployment_id,
             owner=deployment.owner if deployment else "anonymous",
@@ -79,7 +81,8 @@ class ProvisionOperator(StratoflowOperator):
             status = (event or {}).get("status")
             if status == "timeout":
                 raise AirflowFailException(
-                    "gave up waiting for capacity (the site's queue_timeout_s passed): "
+                    "gave up waiting for capacity (the site's queue_timeout_s, or the"
+                    " deployment's timeoutMins, passed): "
                     + ((event or {}).get("reason") or "no candidate site had room")
                 )
             if status != "ready":
@@ -230,6 +233,7 @@ class TeardownOperator(StratoflowOperator):
 
     ui_color = "#f4cccc"
     works_as = Task.DEPLOYER
+    bounded_by_deadline = False
 
     def run(self, context: Any) -> dict:
         deployment_id = self.deployment_id(context)

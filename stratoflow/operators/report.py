@@ -19,6 +19,7 @@ class ReportOperator(StratoflowOperator):
     """
 
     ui_color = "#ead1dc"
+    bounded_by_deadline = False
 
     def __init__(self, **kwargs: Any):
         kwargs.setdefault("trigger_rule", "all_done")
