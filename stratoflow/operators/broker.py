@@ -49,6 +49,7 @@ class BrokerOperator(StratoflowOperator):
             deployment.id, "CREATE_IN_PROGRESS", site=candidates[0], task=Task.BROKERING
         )
         self.log.info("deployment %s: candidate sites %s", deployment.id, candidates)
+        provider_mins = deployment.options.get("provider_timeout_mins")
         return {
             "deployment_id": deployment.id,
             "inputs": inputs,
@@ -58,6 +59,8 @@ class BrokerOperator(StratoflowOperator):
             # Keep a failed last attempt's resources for debugging (a submission option).
             "keep_last_attempt": bool(deployment.options.get("keep_last_attempt")),
             "deadline": deadline,
+            # INDIGO's providerTimeoutMins: each site's attempt, from its start.
+            "provider_timeout_s": 60.0 * provider_mins if provider_mins else None,
         }
 
 

@@ -6,6 +6,8 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from stratoflow.errors import StratoflowError
 from stratoflow.execution.jobs import job_spec
 from stratoflow.execution.placement import compute_for_site
@@ -68,7 +70,12 @@ class JobOperator(StratoflowOperator):
         if status.done:  # a short job, or an adopted one that had finished
             return self._finish(context, alloc, status)
         self.defer(
-            trigger=JobTrigger(site=alloc.site, alloc=alloc.to_dict(), handle=handle),
+            trigger=JobTrigger(
+                site=alloc.site,
+                alloc=alloc.to_dict(),
+                handle=handle,
+                deadline=self.bound(context).get("deadline"),
+            ),
             method_name="execute_complete",
             timeout=timedelta(seconds=spec.timeout_s + 120),
         )
@@ -80,6 +87,10 @@ class JobOperator(StratoflowOperator):
             return self.execute(context)
 
         def complete() -> dict:
+            if event.get("state") == "deadline":
+                raise AirflowFailException(
+                    f"the deployment's timeoutMins ran out while {self.task_id} ran"
+                )
             alloc = self._alloc(context)
             status = compute_for_site(alloc.site).job_status(alloc, event["handle"])
             return self._finish(context, alloc, status)

@@ -10,6 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from stratoflow.admission import Queued, SiteRoom
 from stratoflow.errors import SiteError
+from stratoflow.execution.deadlines import attempt_wait
 from stratoflow.execution.placement import compute_for_site, demand, host_requests, site_rooms
 from stratoflow.execution.teardown import tear_down
 from stratoflow.operators.base import StratoflowOperator
@@ -141,6 +142,7 @@ class ProvisionOperator(StratoflowOperator):
 
     def _provision(self, context: Any, deployment_id: str, site: str, hosts: list) -> dict:
         compute = self._compute(context, site)
+        started = time.time()
         try:
             alloc = compute.provision_start(deployment_id, host_requests(hosts), self.store)
             wait = compute.boot_wait(alloc)
@@ -150,6 +152,10 @@ class ProvisionOperator(StratoflowOperator):
             raise SiteError(f"site {site}: {exc}") from exc
         if wait is not None:
             # VMs take minutes to boot: wait in the triggerer, not in a worker slot.
+            bound = self.bound(context)
+            wait = attempt_wait(
+                wait, started, bound.get("provider_timeout_s"), bound.get("deadline")
+            )
             state = {"site": site, "alloc": alloc.to_dict()}
             self.log.info(
                 "%s: %d host(s) booting at %s; waiting on %s in the triggerer",
@@ -183,6 +189,11 @@ class ProvisionOperator(StratoflowOperator):
             status = (event or {}).get("status")
             if status != "active":
                 why = (event or {}).get("message") or f"{status}: {event}"
+                if status == "timeout":
+                    why = (
+                        "not up in time (the site's boot_timeout_s, or the deployment's"
+                        " providerTimeoutMins or timeoutMins)"
+                    )
                 exc = SiteError(f"site {state['site']}: hosts did not boot: {why}")
                 note = compute.cleanup_attempt(started.deployment_id, self.store, exc)
                 if not compute.keep_failed_attempt:
