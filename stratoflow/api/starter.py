@@ -77,9 +77,12 @@ class RunStarter:
             if self._running:
                 return
             self._running = True
-        _fail_lost_starts()
         for i in range(self._threads):
             threading.Thread(target=self._work, name=f"run-starter-{i}", daemon=True).start()
+        try:
+            _fail_lost_starts()
+        except Exception:  # the store is away: the request that brought us here goes on
+            log.exception("could not look for deployments whose start was lost")
 
     def _work(self) -> None:
         while True:
