@@ -5,9 +5,9 @@ The store queues each one in the same transaction as the final state
 (stratoflow.store.callbacks); a thread of the API server claims the due ones and POSTs
 them. A 2xx ends it; anything else (an error answer, no answer within 10 s) is tried again
 after 2, 4, 8... s (at most 10 minutes apart), and given up after 8 attempts, with the
-last error kept. A claimed row is not claimed again for a minute, so several API server
-processes never POST the same callback at once. (INDIGO tries once and only logs a
-failure.)
+last error kept. Claimed rows are leased for longer than it takes to POST them all, so
+several API server processes never POST the same callback at once. (INDIGO tries once
+and only logs a failure.)
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 
 POLL_S = 1.0
 TIMEOUT_S = 10.0
+# Claimed together, then POSTed one after another: the lease outlasts them all, so that no
+# other server process takes one of them back while this one is still on its way to it.
+CLAIM = 5
+LEASE_S = CLAIM * TIMEOUT_S + 60
 MAX_ATTEMPTS = 8
 FIRST_RETRY_S, MAX_RETRY_S = 2.0, 600.0
 
@@ -54,7 +58,7 @@ def send_due() -> int:
     from stratoflow.store import Store
 
     with Store.open() as store:
-        due = store.claim_callbacks()
+        due = store.claim_callbacks(limit=CLAIM, lease_s=LEASE_S)
         for callback in due:
             body = payload(callback)
             try:
