@@ -4,9 +4,10 @@ Airflow's trigger, which under load costs it hundreds of milliseconds.
 
 A recorded deployment says ``STARTING`` in its reason until its run is triggered, as the
 caller (their token, kept in memory only). A DAG Airflow knows is triggered at once by one
-of a few starter threads; a never-seen template's DAG is not parsed yet, so the
-dag-processor is asked to parse the plans file next and a thread of its own waits for the
-DAG. Any failure to start makes the deployment CREATE_FAILED with the reason. A
+of a few starter threads. A never-seen template's DAG is not parsed yet: one thread per
+such DAG asks the dag-processor to parse the plans file next, waits for the DAG, then
+hands every start waiting on it back to the starters (or fails them all if it never
+comes). Any failure to start makes the deployment CREATE_FAILED with the reason. A
 deployment left STARTING by an API server that stopped is failed with a reason that says
 so, the next time a server starts its starters.
 """
@@ -51,6 +52,7 @@ class RunStarter:
         self._queue: queue.Queue[Start] = queue.Queue()
         self._lock = threading.Lock()
         self._running = False
+        self._parsing: dict[str, list[Start]] = {}  # DAG id -> the starts waiting on it
 
     def submit(
         self,
@@ -88,9 +90,64 @@ class RunStarter:
         while True:
             request = self._queue.get()
             try:
-                _start(request)
+                self._start(request)
             except Exception:
                 log.exception("deployment %s: starting its run failed", request.deployment_id)
+
+    def _start(self, request: Start) -> None:
+        from stratoflow.store import DeploymentStatus, Store
+
+        with Store.open() as store:
+            deployment = store.get_deployment(request.deployment_id)
+        if deployment is None or deployment.status != DeploymentStatus.CREATE_IN_PROGRESS:
+            return  # deleted before its run started: nothing to start
+        api = airflow_client_as(request.token)
+        try:
+            ready = api.ready_now(request.dag_id)
+        except AirflowAPIError:
+            ready = True  # let the trigger meet the same fault and record it
+        if ready:
+            _trigger(request, api)
+            return
+        api.close()
+        # Not parsed yet: one thread per new DAG waits for it (not in a starter's time),
+        # then hands every start that waits on it back to the starters.
+        with self._lock:
+            waiting = self._parsing.setdefault(request.dag_id, [])
+            waiting.append(request)
+            first = len(waiting) == 1
+        if first:
+            threading.Thread(
+                target=self._when_parsed,
+                args=(request.dag_id, request.token),
+                name=f"parse-{request.dag_id}",
+                daemon=True,
+            ).start()
+
+    def _when_parsed(self, dag_id: str, token: str) -> None:
+        from stratoflow.store import Store
+
+        failure = None
+        with airflow_client_as(token) as api:
+            api.request_parse(PLANS_FILE, PLANS_TAG)
+            try:
+                api.wait_for_dag(dag_id)
+            except AirflowAPIError as exc:
+                failure = exc
+        with self._lock:
+            waiting = self._parsing.pop(dag_id, [])
+        if failure is None:
+            for request in waiting:
+                self._queue.put(request)
+            return
+        with Store.open() as store:
+            for request in waiting:
+                store.set_status(
+                    request.deployment_id,
+                    "CREATE_FAILED",
+                    reason=f"could not start the run: {failure}",
+                )
+        log.warning("DAG %s never appeared: %d deployments failed", dag_id, len(waiting))
 
 
 def _fail_lost_starts() -> None:
@@ -100,27 +157,6 @@ def _fail_lost_starts() -> None:
         lost = store.fail_unstarted(LOST_AFTER_S, LOST)
     if lost:
         log.warning("%d deployments were never started: failed (%s)", len(lost), ", ".join(lost))
-
-
-def _start(request: Start) -> None:
-    from stratoflow.store import DeploymentStatus, Store
-
-    with Store.open() as store:
-        deployment = store.get_deployment(request.deployment_id)
-    if deployment is None or deployment.status != DeploymentStatus.CREATE_IN_PROGRESS:
-        return  # deleted before its run started: nothing to start
-    api = airflow_client_as(request.token)
-    try:
-        ready = api.ready_now(request.dag_id)
-    except AirflowAPIError:
-        ready = True  # let the trigger meet the same fault and record it
-    if ready:
-        _trigger(request, api)
-        return
-    api.request_parse(PLANS_FILE, PLANS_TAG)
-    threading.Thread(  # it waits for the dag-processor: not in a starter's time
-        target=_trigger, args=(request, api), name=f"start-{request.deployment_id}", daemon=True
-    ).start()
 
 
 def _trigger(request: Start, api: Any) -> None:
