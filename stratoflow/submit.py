@@ -11,7 +11,7 @@ from stratoflow import embedded
 from stratoflow.client import AirflowAPIError, AirflowClient
 from stratoflow.errors import StratoflowError
 from stratoflow.plan.model import Plan
-from stratoflow.store import Store, deployment_id_for
+from stratoflow.store import Deployment, Store, deployment_id_for
 
 TERMINAL = {"success", "failed"}
 DONE_TASK_STATES = {"success", "failed", "skipped", "upstream_failed", "removed"}
@@ -38,9 +38,9 @@ def submit(
     caller's token. ``options`` are the submission's besides the inputs
     (``keep_last_attempt``).
     """
-    deployment_id, run_id = record(plan, inputs, owner, options)
-    start(plan["dag_id"], run_id, deployment_id, inputs, api)
-    return deployment_id, run_id
+    deployment = record(plan, inputs, owner, options)
+    start(plan["dag_id"], deployment.run_id, deployment.id, inputs, api)
+    return deployment.id, deployment.run_id
 
 
 def record(
@@ -49,15 +49,15 @@ def record(
     owner: str,
     options: dict[str, Any] | None = None,
     reason: str | None = None,
-) -> tuple[str, str]:
+) -> Deployment:
     """The deployment's record, CREATE_IN_PROGRESS, before its run exists: a failure to
     trigger is then visible as CREATE_FAILED with the reason, never as a run nobody knows
-    about. Returns (deployment id, run id)."""
+    about. Returns it as recorded."""
     dag_id = plan["dag_id"]
     run_id = f"stratoflow__{uuid.uuid4().hex[:16]}"
     deployment_id = deployment_id_for(dag_id, run_id)
     with Store.open() as store:
-        store.create_deployment(
+        return store.create_deployment(
             dag_id,
             run_id,
             plan["hash"],
@@ -67,7 +67,6 @@ def record(
             options=options,
             reason=reason,
         )
-    return deployment_id, run_id
 
 
 def start(

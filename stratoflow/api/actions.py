@@ -55,8 +55,8 @@ def require_owner(deployment: Any, caller: Caller) -> None:
         )
 
 
-def _owned(deployment_id: str, caller: Caller) -> None:
-    """404 for an unknown deployment, 403 for another owner's."""
+def owned_deployment(deployment_id: str, caller: Caller) -> Any:
+    """The caller's deployment: 404 for an unknown one, 403 for another owner's."""
     from stratoflow.store import Store
 
     with Store.open() as store:
@@ -64,6 +64,7 @@ def _owned(deployment_id: str, caller: Caller) -> None:
     if deployment is None:
         raise not_found(deployment_id)
     require_owner(deployment, caller)
+    return deployment
 
 
 def delete_as(deployment_id: str, caller: Caller) -> str:
@@ -73,7 +74,7 @@ def delete_as(deployment_id: str, caller: Caller) -> str:
     from stratoflow.deletion import request_delete
     from stratoflow.store import DeleteConflict, NotFound, Store
 
-    _owned(deployment_id, caller)
+    owned_deployment(deployment_id, caller)
     with Store.open() as store:
         try:
             with airflow_client_as(caller.token) as api:
@@ -91,7 +92,7 @@ def reset_delete_as(deployment_id: str, caller: Caller) -> None:
     """DELETE_IN_PROGRESS -> DELETE_FAILED for the caller's deployment; 409 otherwise."""
     from stratoflow.store import DeleteConflict, NotFound, Store
 
-    _owned(deployment_id, caller)
+    owned_deployment(deployment_id, caller)
     with Store.open() as store:
         try:
             store.reset_stuck_delete(deployment_id, f"delete reset by {caller.name}")

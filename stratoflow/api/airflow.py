@@ -17,12 +17,7 @@ from stratoflow.plan.model import Plan
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "AirflowAPIError",
-    "airflow_base_url",
-    "airflow_client_as",
-    "submit_as",
-]
+__all__ = ["AirflowAPIError", "airflow_base_url", "airflow_client_as", "submit_as"]
 
 
 def airflow_base_url() -> str:

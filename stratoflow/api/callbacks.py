@@ -36,18 +36,16 @@ def retry_in(attempts_before: int) -> float | None:
     return min(FIRST_RETRY_S * 2**attempts_before, MAX_RETRY_S)
 
 
-def payload(callback: dict[str, Any]) -> dict[str, Any] | None:
+def payload(store: Any, callback: dict[str, Any]) -> dict[str, Any] | None:
     """The deployment as ``GET /orchestrator/deployments/{id}`` shows it, in the final
     state the callback announces (it may have moved on since)."""
     from stratoflow.api.airflow import airflow_base_url
-    from stratoflow.api.indigo.views import deployment_resource
-    from stratoflow.store import Store
+    from stratoflow.api.indigo.views import URL_PREFIX, deployment_resource
 
-    with Store.open() as store:
-        deployment = store.get_deployment(callback["deployment_id"])
+    deployment = store.get_deployment(callback["deployment_id"])
     if deployment is None:
         return None
-    url = f"{airflow_base_url()}/orchestrator/deployments/{deployment.id}"
+    url = f"{airflow_base_url()}{URL_PREFIX}/deployments/{deployment.id}"
     return {**deployment_resource(deployment, url), "status": callback["status"]}
 
 
@@ -60,7 +58,7 @@ def send_due() -> int:
     with Store.open() as store:
         due = store.claim_callbacks(limit=CLAIM, lease_s=LEASE_S)
         for callback in due:
-            body = payload(callback)
+            body = payload(store, callback)
             try:
                 if body is None:
                     raise ValueError("the deployment is gone")

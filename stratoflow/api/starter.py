@@ -22,6 +22,7 @@ from typing import Any
 
 from stratoflow.api.airflow import AirflowAPIError, airflow_client_as
 from stratoflow.plan.model import Plan
+from stratoflow.store.models import Deployment
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +62,22 @@ class RunStarter:
         owner: str,
         token: str,
         options: dict[str, Any] | None = None,
-    ) -> str:
-        """Record the deployment (STARTING) and queue its start; its id."""
+    ) -> Deployment:
+        """Record the deployment (STARTING) and queue its start; it as recorded."""
         from stratoflow.store import STARTING
         from stratoflow.submit import record
 
         self.ensure_running()
-        deployment_id, run_id = record(plan, inputs, owner, options, reason=STARTING)
-        self._queue.put(Start(plan["dag_id"], run_id, deployment_id, inputs, token))
+        deployment = record(plan, inputs, owner, options, reason=STARTING)
+        self._queue.put(Start(plan["dag_id"], deployment.run_id, deployment.id, inputs, token))
         log.info(
-            "deployment %s (%s/%s) recorded for %s", deployment_id, plan["dag_id"], run_id, owner
+            "deployment %s (%s/%s) recorded for %s",
+            deployment.id,
+            plan["dag_id"],
+            deployment.run_id,
+            owner,
         )
-        return deployment_id
+        return deployment
 
     def ensure_running(self) -> None:
         with self._lock:

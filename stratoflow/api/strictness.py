@@ -19,6 +19,9 @@ UNAUTHORIZED = {
     "description": "no token, or one Airflow does not accept (`WWW-Authenticate: Bearer`)"
 }
 UNREADABLE_BODY = {"description": "the body could not be read as JSON"}
+# id of a route's dependant -> it (held, so that its id is never reused) and the query
+# parameters it declares
+_declared: dict[int, tuple[Any, frozenset[str]]] = {}
 
 
 def refuse_unknown_query(request: Request) -> None:
@@ -28,7 +31,11 @@ def refuse_unknown_query(request: Request) -> None:
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
-    known = {p.alias for p in get_flat_dependant(dependant).query_params}
+    cached = _declared.get(id(dependant))
+    if cached is None:  # routes are made once: walk each one's dependencies once
+        names = frozenset(p.alias for p in get_flat_dependant(dependant).query_params)
+        cached = _declared[id(dependant)] = (dependant, names)
+    known = cached[1]
     unknown = sorted(set(request.query_params) - known)
     if unknown:
         raise HTTPException(

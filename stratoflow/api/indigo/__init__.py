@@ -15,9 +15,8 @@ from fastapi import Depends, FastAPI
 
 from stratoflow.api.callbacks import background_work
 from stratoflow.api.indigo import reads, resources, writes
+from stratoflow.api.indigo.views import URL_PREFIX
 from stratoflow.api.strictness import answer_as_documented, refuse_unknown_query
-
-URL_PREFIX = "/orchestrator"
 
 app = FastAPI(
     title="Stratoflow: INDIGO-compatible deployments API",

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.responses import PlainTextResponse
 
-from stratoflow.api.actions import not_found, require_owner
+from stratoflow.api.actions import not_found, owned_deployment, require_owner
 from stratoflow.api.auth import Caller, authenticated_caller
 from stratoflow.api.indigo.views import Paged, Paging, indigo_time
 
@@ -136,8 +136,7 @@ def get_log(
     failures with their message, retries, successes). Only its owner may read it."""
     from stratoflow.store import Store
 
-    deployment, _views = _load(deployment_id)
-    require_owner(deployment, caller)
+    owned_deployment(deployment_id, caller)
     with Store.open() as store:
         events = store.step_events(deployment_id)
     lines = []

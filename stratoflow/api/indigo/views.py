@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import Depends, Query
 
+URL_PREFIX = "/orchestrator"  # where the plugin mounts the app: INDIGO's own path
 DEFAULT_PAGE_SIZE = 20  # INDIGO's (Spring's) default
 MAX_PAGE_SIZE = 100  # Airflow's own API pages at most 100 too
 

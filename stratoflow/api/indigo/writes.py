@@ -122,7 +122,6 @@ def create_deployment(
     Airflow has parsed its DAG. A failure to start (Airflow refuses the caller, the DAG
     never appears) makes it CREATE_FAILED with the reason."""
     from stratoflow.api.starter import starter
-    from stratoflow.store import Store
 
     if (
         body.provider_timeout_mins is not None
@@ -131,12 +130,10 @@ def create_deployment(
     ):
         raise invalid([(["body", "providerTimeoutMins"], "must not be more than timeoutMins")])
     topology, plan = _compile(body)
-    deployment_id = starter.submit(
+    deployment = starter.submit(
         plan, topology.bound_inputs, caller.name, caller.token, body.options()
     )
-    with Store.open() as store:
-        deployment = store.get_deployment(deployment_id)
-    url = f"{request.url.replace(query='')}/{deployment_id}"
+    url = f"{request.url.replace(query='')}/{deployment.id}"
     response.headers["Location"] = url
     return deployment_resource(deployment, url)
 
