@@ -6,6 +6,7 @@ The ledger is the real Store on a temporary SQLite file (conftest's ``sqlite_sto
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -291,3 +292,21 @@ def test_reaper_deletes_orphans_and_keeps_live_deployments(
 
     run_reaper_scenario(site, sqlite_store, provision, tmp_path)
     assert instances(moto_ec2, site.name) == []
+
+
+def test_the_attempt_deadline_cuts_the_boot_wait_short(
+    make_site, sqlite_store, moto_ec2, monkeypatch
+):
+    """providerTimeoutMins and timeoutMins reach a wait in the worker too: the agent never
+    answers, and the attempt ends at its deadline (not the site's 60 s) with nothing left."""
+    from tests.fakes.vm_boot import VmBooter
+
+    monkeypatch.setattr(VmBooter, "boot", lambda self, vm_id, address, user_data: False)
+    site = make_site()
+    site.attempt_deadline = time.time() + 2
+    started = time.monotonic()
+    with pytest.raises(SiteError, match="the agent did not answer within [0-2] s"):
+        site.provision("dep-late", [HostRequest("w")], sqlite_store)
+    assert time.monotonic() - started < 15
+    assert instances(moto_ec2, site.name) == []
+    assert [r.state for r in sqlite_store.resources("dep-late")] == []

@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from stratoflow.admission import Queued, SiteRoom
 from stratoflow.errors import SiteError
-from stratoflow.execution.deadlines import attempt_wait
+from stratoflow.execution.deadlines import attempt_wait, earliest
 from stratoflow.execution.placement import compute_for_site, demand, host_requests, site_rooms
 from stratoflow.execution.teardown import tear_down
 from stratoflow.operators.base import StratoflowOperator
@@ -130,9 +130,10 @@ class ProvisionOperator(StratoflowOperator):
         )
         return self._provision(context, deployment_id, verdict.site, bound["hosts"])
 
-    def _compute(self, context: Any, site: str) -> Compute:
+    def _compute(self, context: Any, site: str, attempt_deadline: float | None) -> Compute:
         compute = compute_for_site(site)
         compute.keep_failed_attempt = self._keeps_failed_attempt(context)
+        compute.attempt_deadline = attempt_deadline
         return compute
 
     def _keeps_failed_attempt(self, context: Any) -> bool:
@@ -141,8 +142,13 @@ class ProvisionOperator(StratoflowOperator):
         return keep and context["ti"].try_number > self.retries
 
     def _provision(self, context: Any, deployment_id: str, site: str, hosts: list) -> dict:
-        compute = self._compute(context, site)
         started = time.time()
+        bound = self.bound(context)
+        provider_s = bound.get("provider_timeout_s")
+        attempt_deadline = earliest(
+            started + provider_s if provider_s else None, bound.get("deadline")
+        )
+        compute = self._compute(context, site, attempt_deadline)
         try:
             alloc = compute.provision_start(deployment_id, host_requests(hosts), self.store)
             wait = compute.boot_wait(alloc)
@@ -152,11 +158,8 @@ class ProvisionOperator(StratoflowOperator):
             raise SiteError(f"site {site}: {exc}") from exc
         if wait is not None:
             # VMs take minutes to boot: wait in the triggerer, not in a worker slot.
-            bound = self.bound(context)
-            wait = attempt_wait(
-                wait, started, bound.get("provider_timeout_s"), bound.get("deadline")
-            )
-            state = {"site": site, "alloc": alloc.to_dict()}
+            wait = attempt_wait(wait, started, provider_s, bound.get("deadline"))
+            state = {"site": site, "alloc": alloc.to_dict(), "attempt_deadline": attempt_deadline}
             self.log.info(
                 "%s: %d host(s) booting at %s; waiting on %s in the triggerer",
                 deployment_id,
@@ -173,7 +176,12 @@ class ProvisionOperator(StratoflowOperator):
         return self._provisioned(deployment_id, site, alloc)
 
     def resume(
-        self, context: Any, event: dict | None = None, site: str = "", alloc: dict | None = None
+        self,
+        context: Any,
+        event: dict | None = None,
+        site: str = "",
+        alloc: dict | None = None,
+        attempt_deadline: float | None = None,
     ) -> dict:
         """Back from the boot trigger: finish (addresses, agent) or clean up and fail."""
         if not event:
@@ -181,10 +189,14 @@ class ProvisionOperator(StratoflowOperator):
             # provision_start adopts the servers this deployment already has.
             return self.execute(context)
 
-        state: dict[str, Any] = {"site": site, "alloc": alloc} if site else event.get("echo") or {}
+        state: dict[str, Any] = (
+            {"site": site, "alloc": alloc, "attempt_deadline": attempt_deadline}
+            if site
+            else event.get("echo") or {}
+        )
 
         def finish() -> dict:
-            compute = self._compute(context, state["site"])
+            compute = self._compute(context, state["site"], state.get("attempt_deadline"))
             started = Allocation.from_dict(state["alloc"])
             status = (event or {}).get("status")
             if status != "active":

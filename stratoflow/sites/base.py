@@ -7,6 +7,7 @@ StagedFile) are plain JSON-serialisable dataclasses so they can travel through X
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -244,6 +245,18 @@ class Compute(ABC):
     #: Set by the provision step on a deployment's last try when its submitter asked to
     #: keep a failed attempt for debugging (keepLastAttempt): then nothing is removed.
     keep_failed_attempt: bool = False
+
+    #: Set by the provision step: when this attempt must be up by (epoch seconds), from
+    #: the submitter's providerTimeoutMins and timeoutMins. None: the site's bounds only.
+    attempt_deadline: float | None = None
+
+    def boot_seconds(self, site_timeout_s: float) -> float:
+        """How long a boot wait in this thread (a VM to run, an agent to answer, a volume
+        to attach) may last from now: the site's own bound, cut short by the attempt's.
+        A wait in the triggerer is cut the same way (``execution/deadlines.py``)."""
+        if self.attempt_deadline is None:
+            return site_timeout_s
+        return max(min(site_timeout_s, self.attempt_deadline - time.time()), 0.0)
 
     def cleanup_attempt(
         self, deployment_id: str, ledger: ResourceLedger, cause: BaseException

@@ -171,7 +171,7 @@ class EC2Compute(AgentJobs, EC2Volumes, Compute):
                         ledger, running[host["instance_id"]], h, i, volume_records[(h.node, i)]
                     )
             # Jobs run on the first host's agent: ready means it answers.
-            self.wait_for_agent(alloc, self.cfg.boot_timeout_s)
+            self.wait_for_agent(alloc, self.boot_seconds(self.cfg.boot_timeout_s))
         except Exception as e:
             reason = self._reason(e)
             cleanup = self.cleanup_attempt(deployment_id, ledger, e)
@@ -269,7 +269,8 @@ class EC2Compute(AgentJobs, EC2Volumes, Compute):
         return args
 
     def _wait_running(self, ids: list[str]) -> dict[str, dict]:
-        deadline = time.monotonic() + self.cfg.boot_timeout_s
+        timeout_s = self.boot_seconds(self.cfg.boot_timeout_s)
+        deadline = time.monotonic() + timeout_s
         while True:
             found = self._find(
                 [{"Name": "instance-id", "Values": ids}], LIVE + ["shutting-down", "terminated"]
@@ -287,9 +288,7 @@ class EC2Compute(AgentJobs, EC2Volumes, Compute):
                 return by_id
             if time.monotonic() > deadline:
                 states = {i: by_id.get(i, {}).get("State", {}).get("Name", "unknown") for i in ids}
-                raise SiteError(
-                    f"instances not running after {self.cfg.boot_timeout_s:.0f} s: {states}"
-                )
+                raise SiteError(f"instances not running after {timeout_s:.0f} s: {states}")
             time.sleep(self.cfg.poll_interval_s)
 
     def _allocation(self, deployment_id: str, records: list, instances: list[dict]) -> Allocation:

@@ -306,7 +306,7 @@ class OpenStackCompute(AgentJobs, TeardownMixin, VolumesMixin, Compute):
             "openstack.servers_active",
             {"conn_id": self.cfg.conn_id, "server_ids": [h["server_id"] for h in alloc.hosts]},
             poll_interval_s=max(self.cfg.poll_interval_s, 0.1),
-            timeout_s=self.cfg.boot_timeout_s,
+            timeout_s=self.boot_seconds(self.cfg.boot_timeout_s),
         )
 
     def wait_active(self, alloc: Allocation) -> None:
@@ -319,7 +319,7 @@ class OpenStackCompute(AgentJobs, TeardownMixin, VolumesMixin, Compute):
         if event["status"] == "timeout":
             raise SiteError(
                 f"openstack: servers {sorted(names[i] for i in event['pending'])} at site"
-                f" {self.name!r} not ACTIVE after {self.cfg.boot_timeout_s:.0f} s"
+                f" {self.name!r} not ACTIVE after {spec.timeout_s or 0:.0f} s"
             )
         if event["status"] != "active":
             key = names.get(event["server_id"], event["server_id"])
@@ -352,7 +352,7 @@ class OpenStackCompute(AgentJobs, TeardownMixin, VolumesMixin, Compute):
                     f"openstack: deployment {alloc.deployment_id} has no addressed host"
                 )
             alloc.workdir = sandbox_url(self.name, first, self.cfg.agent_port, alloc.deployment_id)
-            self.wait_for_agent(alloc, self.cfg.boot_timeout_s)
+            self.wait_for_agent(alloc, self.boot_seconds(self.cfg.boot_timeout_s))
         except Exception as e:
             self.cleanup_attempt(alloc.deployment_id, ledger, e)
             raise

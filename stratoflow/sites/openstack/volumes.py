@@ -20,12 +20,14 @@ log = logging.getLogger(__name__)
 
 
 class VolumesMixin:
-    """Needs ``name``, ``cfg`` and ``call`` and ``conn`` (see OpenStackCompute)."""
+    """Needs ``name``, ``cfg``, ``call``, ``conn`` and ``boot_seconds`` (see
+    OpenStackCompute)."""
 
     name: str
     cfg: Any
     call: Any
     conn: Any
+    boot_seconds: Any
 
     def find_volume(self, key: str) -> Any:
         def lookup() -> list:
@@ -103,7 +105,8 @@ class VolumesMixin:
                     v["device"] = mine[0]["device"]
 
     def _wait_volume(self, volume_id: str, wanted: tuple[str, ...]) -> Any:
-        deadline = time.monotonic() + self.cfg.boot_timeout_s
+        timeout_s = self.boot_seconds(self.cfg.boot_timeout_s)
+        deadline = time.monotonic() + timeout_s
         while True:
             volume = self.call("get volume", self.conn.block_storage.get_volume, volume_id)
             if volume.status in wanted:
@@ -113,7 +116,7 @@ class VolumesMixin:
             if time.monotonic() > deadline:
                 raise SiteError(
                     f"openstack: volume {volume_id} still {volume.status} after"
-                    f" {self.cfg.boot_timeout_s:.0f} s (wanted {' or '.join(wanted)})"
+                    f" {timeout_s:.0f} s (wanted {' or '.join(wanted)})"
                 )
             time.sleep(self.cfg.poll_interval_s)
 
