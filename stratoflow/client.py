@@ -23,6 +23,7 @@ import httpx
 
 from stratoflow.errors import StratoflowError
 from stratoflow.retry import call_with_retries
+from stratoflow.tls import tls_context
 
 DAG_APPEAR_TIMEOUT_S = 120.0
 ATTEMPTS = 5
@@ -61,7 +62,7 @@ class AirflowClient:
         self.base_url = base_url.rstrip("/")
         self._login = None if token is not None else {"username": username, "password": password}
         self._token = token
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, verify=tls_context())
         self._attempts = attempts
         self._backoff_s = backoff_s
 

@@ -12,7 +12,9 @@ carry only the kind of failure.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -70,14 +72,58 @@ async def user_from_token(token: str) -> Any:
         raise unauthorized("invalid token", "invalid_token") from None
 
 
+class RecentTokens:
+    """Tokens validated in the last ``RECHECK_S``, with their user's name, so that a
+    client's burst of calls pays Airflow's validation once: it reads the revocation list
+    from Airflow's database, a query per call on the API server's event loop. A token is
+    kept no longer than its expiry, so a token revoked (logged out) is refused at most
+    ``RECHECK_S`` later, and an expired one at once."""
+
+    RECHECK_S = 5.0
+    MAX = 4096
+
+    def __init__(self) -> None:
+        self._names: dict[str, tuple[float, str]] = {}  # sha256 of the token -> (until, name)
+
+    @staticmethod
+    def _key(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    def name(self, token: str) -> str | None:
+        """The user's name when ``token`` was validated recently and has not expired."""
+        hit = self._names.get(self._key(token))
+        return hit[1] if hit and hit[0] > time.time() else None
+
+    def remember(self, token: str, name: str) -> None:
+        import jwt
+
+        expires = jwt.decode(token, options={"verify_signature": False}).get("exp")
+        until = time.time() + self.RECHECK_S
+        if isinstance(expires, int | float):
+            until = min(until, float(expires))
+        if len(self._names) >= self.MAX:
+            now = time.time()
+            self._names = {k: v for k, v in self._names.items() if v[0] > now}
+            if len(self._names) >= self.MAX:
+                self._names.clear()
+        self._names[self._key(token)] = (until, name)
+
+
+recent_tokens = RecentTokens()
+
+
 async def authenticated_caller(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Caller:
     """FastAPI dependency: the caller, or HTTP 401 without a valid Airflow bearer token."""
     if credentials is None or not credentials.credentials:
         raise unauthorized("not authenticated: send 'Authorization: Bearer <Airflow JWT>'")
-    user = await user_from_token(credentials.credentials)
-    name = user.get_name()
-    if not name:
-        raise unauthorized("the token names no user", "invalid_token")
-    return Caller(name=name, token=credentials.credentials)
+    token = credentials.credentials
+    name = recent_tokens.name(token)
+    if name is None:
+        user = await user_from_token(token)
+        name = user.get_name()
+        if not name:
+            raise unauthorized("the token names no user", "invalid_token")
+        recent_tokens.remember(token, name)
+    return Caller(name=name, token=token)

@@ -54,6 +54,7 @@ def send_due() -> int:
     import httpx
 
     from stratoflow.store import Store
+    from stratoflow.tls import tls_context
 
     with Store.open() as store:
         due = store.claim_callbacks(limit=CLAIM, lease_s=LEASE_S)
@@ -62,7 +63,7 @@ def send_due() -> int:
             try:
                 if body is None:
                     raise ValueError("the deployment is gone")
-                r = httpx.post(callback["url"], json=body, timeout=TIMEOUT_S)
+                r = httpx.post(callback["url"], json=body, timeout=TIMEOUT_S, verify=tls_context())
                 if not r.is_success:
                     raise ValueError(f"HTTP {r.status_code}: {r.text[:200]}")
             except (httpx.HTTPError, ValueError) as exc:
@@ -110,8 +111,11 @@ sender = CallbackSender()
 
 def background_work() -> None:
     """FastAPI dependency of both apps: the API server's background threads (run
-    starters, the callback sender) start with its first request."""
+    starters, the callback sender) start with its first request, and from then on the
+    store's schema is checked at its first open only."""
     from stratoflow.api.starter import starter
+    from stratoflow.store import Store
 
+    Store.check_schema_once()
     starter.ensure_running()
     sender.ensure_running()

@@ -17,6 +17,7 @@ import httpx
 
 from stratoflow.errors import ChecksumMismatch, SiteError, StagingError
 from stratoflow.retry import call_with_retries
+from stratoflow.tls import tls_context
 
 SCHEME = "sfagent"
 DEFAULT_PORT = 8765
@@ -68,6 +69,7 @@ class AgentClient:
             base_url=f"http://{base.host}:{base.port}",
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout_s,
+            verify=tls_context(),
         )
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ import httpx
 
 from stratoflow.errors import StagingError
 from stratoflow.retry import call_with_retries
+from stratoflow.tls import tls_context
 
 API = "/api/v3/oneprovider"
 
@@ -42,7 +43,7 @@ class OnedataClient:
         self._http = httpx.Client(
             base_url=self.host + API,
             headers={"X-Auth-Token": token},
-            verify=verify,
+            verify=tls_context() if verify is True else verify,
             timeout=timeout,
         )
 
