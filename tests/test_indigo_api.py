@@ -224,6 +224,29 @@ def test_a_catalogue_template_may_be_named(indigo):
         assert _settled(indigo, deployment_id)["status"] == "DELETE_COMPLETE"
 
 
+def test_a_run_airflow_refuses_to_start_makes_the_deployment_fail(indigo, token, airflow_env):
+    """The run starts in the background as the caller, so Airflow's own permissions apply
+    after the 201: a viewer may read DAGs but not trigger them, and the deployment ends
+    CREATE_FAILED saying so, with nothing provisioned."""
+    import jwt
+
+    secret = (Path(airflow_env["AIRFLOW_HOME"]) / ".jwt_secret").read_text().strip()
+    claims = {**jwt.decode(token, options={"verify_signature": False})}
+    claims.update(sub="vera", role="VIEWER", jti=uuid.uuid4().hex)
+    viewer = {"Authorization": f"Bearer {jwt.encode(claims, secret, algorithm='HS512')}"}
+    r = indigo.post(
+        "/deployments",
+        json={"template": "local_cluster.yaml", "parameters": {}},
+        headers=viewer,
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["createdBy"]["subject"] == "vera"
+    shown = _settled(indigo, r.json()["uuid"], timeout=60)
+    assert shown["status"] == "CREATE_FAILED", shown
+    assert "403" in shown["statusReason"] or "forbidden" in shown["statusReason"].lower()
+    assert Store.open().resources(shown["uuid"]) == []
+
+
 def test_max_providers_retry_bounds_the_failover(indigo, airflow_env):
     """A cluster that may go to alpha, then beta, with alpha broken: it fails over to beta,
     unless maxProvidersRetry is 1: then it fails at alpha, and beta is never tried."""
