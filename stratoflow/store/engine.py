@@ -137,7 +137,10 @@ def _switch_to_wal(cur: Any) -> None:
 
 
 def _server_engine(u: URL) -> Engine:
-    kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 8}
+    # A process keeps at most as many connections as it used at once, up to pool_size: a
+    # task keeps one, and the API server (a thread per request) keeps enough for a burst
+    # instead of opening and closing a connection (a PostgreSQL backend) per request.
+    kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 8, "max_overflow": 8}
     if u.get_backend_name() == "postgresql" and u.get_driver_name() in ("psycopg2", "psycopg"):
         kwargs["connect_args"] = {"application_name": "stratoflow", "connect_timeout": 10}
     engine = create_engine(u, **kwargs)
