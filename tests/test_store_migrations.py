@@ -118,3 +118,25 @@ def test_in_memory_sqlite_keeps_its_data():
     with Store.open("sqlite://") as s:
         d = s.create_deployment("dag", "run", "h", {})
         assert s.get_deployment(d.id) == d
+
+
+def test_a_server_checks_the_schema_at_its_first_open_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """After check_schema_once (the API server), only a store's first open checks it."""
+    from stratoflow.store import migrate
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    checks: list[str] = []
+    real = migrate._migrate
+    monkeypatch.setattr(migrate, "_migrate", lambda engine: checks.append("") or real(engine))
+    Store.open(url).close()
+    Store.open(url).close()
+    assert len(checks) == 2  # a CLI command or a task checks at every open
+
+    monkeypatch.setattr(migrate, "_schema_checked", None)
+    migrate.check_schema_once()
+    checks.clear()
+    for _ in range(3):
+        Store.open(url).close()
+    assert len(checks) == 1

@@ -114,8 +114,8 @@ def background_work() -> None:
     starters, the callback sender) start with its first request, and from then on the
     store's schema is checked at its first open only."""
     from stratoflow.api.starter import starter
-    from stratoflow.store import Store
+    from stratoflow.store.migrate import check_schema_once
 
-    Store.check_schema_once()
+    check_schema_once()
     starter.ensure_running()
     sender.ensure_running()

@@ -63,11 +63,36 @@ def current_revision(conn: Connection) -> str | None:
     return rows[0] if rows else None
 
 
+# The stores whose schema this process has checked and need not check again: None until
+# a long-lived server asks for it (check_schema_once).
+_schema_checked: set[str] | None = None
+
+
+def check_schema_once() -> None:
+    """From now on, this process checks (and migrates) a store's schema at its first open
+    only. For the API server, which opens the store for every request, where the check
+    was a query each time. Nothing migrates a store under a running server: a newer
+    Stratoflow migrates it when it starts, in place of the older one."""
+    global _schema_checked
+    if _schema_checked is None:
+        _schema_checked = set()
+
+
 def ensure_migrated(engine: Engine) -> bool:
     """Upgrade the database behind ``engine`` to :data:`HEAD_REVISION`.
 
     Returns True if this call ran migrations, False if the schema was already current.
     """
+    checked, key = _schema_checked, engine.url.render_as_string(hide_password=False)
+    if checked is not None and key in checked:
+        return False
+    migrated = _migrate(engine)
+    if checked is not None:
+        checked.add(key)
+    return migrated
+
+
+def _migrate(engine: Engine) -> bool:
     with engine.connect() as conn:
         if current_revision(conn) == HEAD_REVISION:
             return False

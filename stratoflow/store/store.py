@@ -82,26 +82,11 @@ def _unreachable(engine: Engine, error: exc.OperationalError) -> str:
     return f"cannot reach the store at {where}: {str(error.orig).strip()}{hint}"
 
 
-# The stores whose schema this process has checked and need not check again: None until
-# a long-lived server asks for it (Store.check_schema_once).
-_schema_checked: set[str] | None = None
-
-
 class Store(ResourceOps, AdmissionOps, ReaperLog, CatalogueOps, RuleOps, ReplicaOps, StartOps):
     """Stratoflow's own state. Safe to use from many processes at once.
 
     Every method is one short transaction; nothing returned holds a connection.
     """
-
-    @staticmethod
-    def check_schema_once() -> None:
-        """From now on, this process checks (and migrates) a store's schema at its first
-        open only. For the API server, which opens the store for every request, where the
-        check was a query each time. Nothing migrates a store under a running server: a
-        newer Stratoflow migrates it when it starts, in place of the older one."""
-        global _schema_checked
-        if _schema_checked is None:
-            _schema_checked = set()
 
     @classmethod
     def open(cls, url: str | None = None, *, migrate: bool = True) -> Store:
@@ -111,8 +96,6 @@ class Store(ResourceOps, AdmissionOps, ReaperLog, CatalogueOps, RuleOps, Replica
         """
         started = time.perf_counter()
         engine, shared = shared_engine(url or default_store_url())
-        checked = _schema_checked if shared else None
-        migrate = migrate and not (checked is not None and str(engine.url) in checked)
         try:
             migrated = ensure_migrated(engine) if migrate else False
         except exc.OperationalError as e:
@@ -123,8 +106,6 @@ class Store(ResourceOps, AdmissionOps, ReaperLog, CatalogueOps, RuleOps, Replica
         except Exception:
             engine.dispose()
             raise
-        if migrate and checked is not None:
-            checked.add(str(engine.url))
         store = cls(engine, shared=shared)
         store.migrated = migrated
         log.debug("opened %r in %.1f ms", store, (time.perf_counter() - started) * 1000)
