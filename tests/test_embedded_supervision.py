@@ -87,6 +87,36 @@ def test_a_killed_triggerer_while_a_run_waits_in_the_queue(airflow_up):
     assert triggerer.restarts == 1 and triggerer.last_exit == "signal SIGKILL"
 
 
+def test_a_restarted_api_server_sends_callbacks_though_no_client_calls(airflow_up):
+    """Callbacks go out from the API server: after a restart, the supervisor's call to
+    /stratoflow/health starts its sender, so a deployment that ends is reported though
+    no client has called Stratoflow's API since."""
+    import uuid
+
+    from tests.fakes.callbacks import CallbackReceiver
+
+    os.kill(component("api-server").pid, signal.SIGKILL)
+    wait_for(
+        lambda: (
+            component("api-server").restarts == 1 and component("api-server").state == "running"
+        ),
+        60,
+        "the API server to be restarted",
+    )
+    receiver = CallbackReceiver()
+    try:
+        store = Store.open()
+        made = store.create_deployment(
+            "callback_probe", f"run-{uuid.uuid4().hex}", "0" * 16, {}, "alice",
+            options={"callback": receiver.url},
+        )  # fmt: skip
+        store.set_status(made.id, "CREATE_COMPLETE")
+        wait_for(lambda: receiver.accepted(), 90, "the callback")
+        assert receiver.accepted() == ["CREATE_COMPLETE"]
+    finally:
+        receiver.stop()
+
+
 def test_down_then_up_keeps_the_deployments(airflow_up):
     from stratoflow.embedded import database
 

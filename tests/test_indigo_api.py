@@ -3,12 +3,9 @@ the real embedded Airflow, driven as orchent and the INDIGO dashboards call it."
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 import uuid
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -21,6 +18,7 @@ from stratoflow.api.app import app as stratoflow_app
 from stratoflow.api.indigo import app as indigo_app
 from stratoflow.store import STARTING, Store
 from tests.engine import assert_engine_alive, wait_for
+from tests.fakes.callbacks import CallbackReceiver
 
 pytestmark = pytest.mark.airflow
 
@@ -45,37 +43,6 @@ def indigo(airflow_up, token) -> httpx.Client:
         timeout=60,
     ) as client:
         yield client
-
-
-class CallbackReceiver:
-    """An HTTP endpoint that records every POST; it answers 500 to the first one."""
-
-    def __init__(self) -> None:
-        self.posts: list[tuple[int, dict]] = []  # (the answer given, the body)
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                code = 500 if not receiver.posts else 200
-                receiver.posts.append((code, body))
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/callback"
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-
-    def accepted(self) -> list[str]:
-        return [body["status"] for code, body in self.posts if code == 200]
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 @pytest.fixture

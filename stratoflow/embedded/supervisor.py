@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ BACKOFF_MAX_S = 30.0
 # A process that ran this long before exiting starts its back-off afresh.
 STABLE_AFTER_S = 60.0
 STOP_GRACE_S = 30.0
+# How long the API server may take to answer its first request after a start.
+WAKE_TIMEOUT_S = 300.0
 # How long a stop waits for the processes to exit on SIGTERM before SIGKILL (the suite
 # sets a few seconds: its Airflows hold nothing a kill could lose).
 STOP_GRACE_ENV = "STRATOFLOW_SUPERVISOR_STOP_GRACE_S"
@@ -165,6 +168,8 @@ class Supervisor:
         comp.started_mono = time.monotonic()
         log.info("%s: started (pid %s)", comp.name, comp.health.pid)
         self._publish()
+        if comp.name == "api-server":
+            threading.Thread(target=wake_stratoflow_api, name="wake-api", daemon=True).start()
 
     def _exit_of(self, comp: Component) -> str | None:
         """How the component ended, or None while it runs."""
@@ -247,6 +252,27 @@ class Supervisor:
             comp.health.state, comp.health.pid = STOPPED, None
         log.info("all components stopped")
         self._publish()
+
+
+def wake_stratoflow_api(timeout_s: float = WAKE_TIMEOUT_S) -> bool:
+    """Call the API server's ``/stratoflow/health`` once it answers. Stratoflow's API
+    starts its background work (the run starters, the callback sender, the sweep of
+    starts a stopped server lost) with its first request: Airflow gives a plugin's app no
+    startup event. Without this call, a restarted server would send no callback until a
+    client called it."""
+    import httpx
+
+    from stratoflow import embedded
+
+    url = f"{embedded.api_url()}/stratoflow/health"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=10).status_code == 200:
+                return True
+        time.sleep(1.0)
+    log.warning("api-server: %s did not answer in %.0f s", url, timeout_s)
+    return False
 
 
 def _signal_groups(pgids: list[int], sig: signal.Signals) -> None:
