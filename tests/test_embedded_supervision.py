@@ -100,7 +100,7 @@ def test_a_restarted_api_server_sends_callbacks_though_no_client_calls(airflow_u
         lambda: (
             component("api-server").restarts == 1 and component("api-server").state == "running"
         ),
-        60,
+        120,
         "the API server to be restarted",
     )
     receiver = CallbackReceiver()
@@ -111,7 +111,7 @@ def test_a_restarted_api_server_sends_callbacks_though_no_client_calls(airflow_u
             options={"callback": receiver.url},
         )  # fmt: skip
         store.set_status(made.id, "CREATE_COMPLETE")
-        wait_for(lambda: receiver.accepted(), 90, "the callback")
+        wait_for(lambda: receiver.accepted(), 180, "the callback")
         assert receiver.accepted() == ["CREATE_COMPLETE"]
     finally:
         receiver.stop()

@@ -83,7 +83,10 @@ def ensure_migrated(engine: Engine) -> bool:
 
     Returns True if this call ran migrations, False if the schema was already current.
     """
-    checked, key = _schema_checked, engine.url.render_as_string(hide_password=False)
+    # An in-memory SQLite store is a new, empty database for each engine: never skipped.
+    in_memory = engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")
+    checked = None if in_memory else _schema_checked
+    key = engine.url.render_as_string(hide_password=False)
     if checked is not None and key in checked:
         return False
     migrated = _migrate(engine)

@@ -96,8 +96,13 @@ class AgentClient:
             ),
         )
 
-    def health(self) -> dict[str, Any]:
-        return self._call("health", lambda: self._http.get("/v1/health"), (200,)).json()
+    def health(self, timeout_s: float | None = None) -> dict[str, Any]:
+        """The agent's health; ``timeout_s`` bounds this one question (default: the
+        client's timeout)."""
+        timeout: Any = timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT
+        return self._call(
+            "health", lambda: self._http.get("/v1/health", timeout=timeout), (200,)
+        ).json()
 
     def put_file(self, rel: str, local: Path, sha256: str) -> dict[str, Any]:
         def send() -> httpx.Response:

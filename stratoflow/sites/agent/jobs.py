@@ -36,6 +36,11 @@ def sandbox_url(site: str, host: str, port: int, deployment_id: str) -> str:
     return str(AgentURL(site, host, port, deployment_id))
 
 
+# One question to a booting VM's agent waits at least this long (a VM that is up answers
+# in milliseconds) and at most this long (the client's own timeout).
+AGENT_ASK_MIN_S, AGENT_ASK_MAX_S = 2.0, 60.0
+
+
 class AgentJobs:
     """Mixin for a Compute whose allocation's ``workdir`` is an ``sfagent://`` URL."""
 
@@ -46,18 +51,23 @@ class AgentJobs:
         return client_for(self.config, AgentURL.parse(alloc.workdir))
 
     def wait_for_agent(self, alloc: Allocation, timeout_s: float) -> None:
-        """Provisioning ends when the agent answers: the VM booted and cloud-init ran."""
+        """Provisioning ends when the agent answers: the VM booted and cloud-init ran.
+        It asks at least once (a VM that came up just in time counts), each time for no
+        longer than the time left, so a lost connection does not overrun the bound."""
         agent = self._agent(alloc)
+        agent.attempts = 1
         deadline, last = time.monotonic() + timeout_s, ""
         try:
-            while time.monotonic() < deadline:
+            while True:
+                left = deadline - time.monotonic()
                 try:
-                    agent.attempts = 1
-                    agent.health()
+                    agent.health(timeout_s=min(max(left, AGENT_ASK_MIN_S), AGENT_ASK_MAX_S))
                     return
                 except SiteError as e:
                     last = str(e)
-                    time.sleep(1.0)
+                if deadline - time.monotonic() < 1.0:
+                    break
+                time.sleep(1.0)
         finally:
             agent.close()
         raise SiteError(f"{self.name}: the agent did not answer within {timeout_s:.0f} s: {last}")
