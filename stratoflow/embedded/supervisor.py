@@ -263,12 +263,13 @@ def wake_stratoflow_api(timeout_s: float = WAKE_TIMEOUT_S) -> bool:
     import httpx
 
     from stratoflow import embedded
+    from stratoflow.tls import tls_context
 
     url = f"{embedded.api_url()}/stratoflow/health"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=10).status_code == 200:
+            if httpx.get(url, timeout=10, verify=tls_context()).status_code == 200:
                 return True
         time.sleep(1.0)
     log.warning("api-server: %s did not answer in %.0f s", url, timeout_s)

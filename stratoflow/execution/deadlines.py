@@ -15,18 +15,25 @@ def earliest(*bounds: float | None) -> float | None:
     return min(given) if given else None
 
 
+def attempt_deadline(
+    attempt_started: float, provider_timeout_s: float | None, deadline: float | None
+) -> float | None:
+    """When a site attempt must be up by: its ``providerTimeoutMins`` from when it started,
+    and the deployment's ``deadline`` (``timeoutMins``), whichever comes first."""
+    attempt_ends = attempt_started + provider_timeout_s if provider_timeout_s else None
+    return earliest(attempt_ends, deadline)
+
+
 def attempt_wait(
     wait: WaitSpec,
     attempt_started: float,
     provider_timeout_s: float | None,
     deadline: float | None,
 ) -> WaitSpec:
-    """``wait`` (a site's boot wait) ending no later than the attempt's time
-    (``providerTimeoutMins``, from when the attempt started) and the deployment's
-    ``deadline`` (``timeoutMins``). Ending early is a timeout: the attempt is cleaned up
-    and the deployment fails over, as for a host that does not boot."""
-    attempt_ends = attempt_started + provider_timeout_s if provider_timeout_s else None
-    ends = earliest(wait.deadline, attempt_ends, deadline)
+    """``wait`` (a site's boot wait) ending no later than the attempt's deadline
+    (:func:`attempt_deadline`). Ending early is a timeout: the attempt is cleaned up and
+    the deployment fails over, as for a host that does not boot."""
+    ends = earliest(wait.deadline, attempt_deadline(attempt_started, provider_timeout_s, deadline))
     if ends is None or ends == wait.deadline:
         return wait
     return dataclasses.replace(wait, deadline=ends, timeout_s=max(ends - attempt_started, 0.0))

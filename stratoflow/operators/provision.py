@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from stratoflow.admission import Queued, SiteRoom
 from stratoflow.errors import SiteError
-from stratoflow.execution.deadlines import attempt_wait, earliest
+from stratoflow.execution.deadlines import attempt_deadline, attempt_wait
 from stratoflow.execution.placement import compute_for_site, demand, host_requests, site_rooms
 from stratoflow.execution.teardown import tear_down
 from stratoflow.operators.base import StratoflowOperator
@@ -130,10 +130,10 @@ class ProvisionOperator(StratoflowOperator):
         )
         return self._provision(context, deployment_id, verdict.site, bound["hosts"])
 
-    def _compute(self, context: Any, site: str, attempt_deadline: float | None) -> Compute:
+    def _compute(self, context: Any, site: str, must_be_up: float | None) -> Compute:
         compute = compute_for_site(site)
         compute.keep_failed_attempt = self._keeps_failed_attempt(context)
-        compute.attempt_deadline = attempt_deadline
+        compute.attempt_deadline = must_be_up
         return compute
 
     def _keeps_failed_attempt(self, context: Any) -> bool:
@@ -145,10 +145,8 @@ class ProvisionOperator(StratoflowOperator):
         started = time.time()
         bound = self.bound(context)
         provider_s = bound.get("provider_timeout_s")
-        attempt_deadline = earliest(
-            started + provider_s if provider_s else None, bound.get("deadline")
-        )
-        compute = self._compute(context, site, attempt_deadline)
+        must_be_up = attempt_deadline(started, provider_s, bound.get("deadline"))
+        compute = self._compute(context, site, must_be_up)
         try:
             alloc = compute.provision_start(deployment_id, host_requests(hosts), self.store)
             wait = compute.boot_wait(alloc)
@@ -159,7 +157,7 @@ class ProvisionOperator(StratoflowOperator):
         if wait is not None:
             # VMs take minutes to boot: wait in the triggerer, not in a worker slot.
             wait = attempt_wait(wait, started, provider_s, bound.get("deadline"))
-            state = {"site": site, "alloc": alloc.to_dict(), "attempt_deadline": attempt_deadline}
+            state = {"site": site, "alloc": alloc.to_dict(), "attempt_deadline": must_be_up}
             self.log.info(
                 "%s: %d host(s) booting at %s; waiting on %s in the triggerer",
                 deployment_id,
